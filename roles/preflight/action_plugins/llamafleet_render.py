@@ -1,0 +1,41 @@
+"""Validate a host's llamafleet description and render its files on the controller.
+
+A thin shim over the generators package: the same code as `python -m generators render`.
+It never touches the host, so every host is checked before any host changes.
+"""
+
+from __future__ import annotations
+
+from ansible.plugins.action import ActionBase
+
+from generators.errors import SpecError
+from generators.inventory import plain
+from generators.render import render_host
+from generators.spec import ROOT_KEY, parse_host
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+    _supports_check_mode = True
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        host = (task_vars or {}).get("inventory_hostname", "?")
+        spec = self._task.args.get("spec")
+        hostvars = {} if spec is None else {ROOT_KEY: plain(spec)}
+        try:
+            parsed = parse_host(host, hostvars)
+        except SpecError as exc:
+            result.update(failed=True, msg=str(exc), problems=[p.line(host) for p in exc.problems])
+            return result
+        files = render_host(parsed)
+        manifest = next(f for f in files if f.path == "manifest.json")
+        result.update(
+            changed=False,
+            rendered={
+                "files": {f.path: {"content": f.content, "mode": f.mode} for f in files},
+                "manifest": self._loader.load(manifest.content),
+            },
+        )
+        return result

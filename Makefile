@@ -9,7 +9,7 @@ export LLAMAFLEET_CCACHE ?= $(CURDIR)/.cache/ccache
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test deps venv images lint unit molecule molecule-distros clean-demo
+.PHONY: demo test deps venv images molecule-distros test-upgrade clean-demo
 
 demo: deps venv
 	$(VENV)/bin/ansible-playbook playbooks/demo_host.yml
@@ -45,7 +45,12 @@ images:
 
 # Opt-in: Fedora, Arch and Ubuntu images from a container registry (not reachable from our CI).
 molecule-distros: deps venv
-	cd molecule && ../$(VENV)/bin/molecule test -s distros
+	molecule test -s distros
 
 clean-demo:
 	podman rm -f llamafleet-demo
+
+# Opt-in: three test hosts, a real rolling upgrade between two llama.cpp builds, then a rigged failure
+# that must roll back and stop the rollout (see molecule/upgrade/test_rolling_upgrade.py).
+test-upgrade: deps venv
+	python -m pytest -s -p no:cacheprovider molecule/upgrade/test_rolling_upgrade.py

@@ -14,6 +14,18 @@ from generators.render import render_host
 from generators.spec import ROOT_KEY, parse_host
 
 
+def with_build(spec: dict, build: object) -> dict:
+    """The description with another llama.cpp build (an upgrade); a git ref naming the old build follows."""
+    cpp = dict(spec.get("llamacpp") or {})
+    old = cpp.get("build")
+    new = int(build) if str(build).isdigit() else build  # a non-number is reported by validation
+    source = dict(cpp.get("source") or {})
+    git = source.get("git")
+    if isinstance(git, dict) and old is not None and git.get("ref") == f"b{old}":
+        source["git"] = {**git, "ref": f"b{new}"}
+    return {**spec, "llamacpp": {**cpp, "build": new, "source": source}}
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
@@ -24,6 +36,9 @@ class ActionModule(ActionBase):
         host = (task_vars or {}).get("inventory_hostname", "?")
         spec = self._task.args.get("spec")
         hostvars = {} if spec is None else {ROOT_KEY: plain(spec)}
+        build = self._task.args.get("build")
+        if build not in (None, "") and isinstance(hostvars.get(ROOT_KEY), dict):
+            hostvars[ROOT_KEY] = with_build(hostvars[ROOT_KEY], build)
         try:
             parsed = parse_host(host, hostvars)
         except SpecError as exc:

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from generators.errors import SpecError
+from generators.fit.cli import add_parser as add_fit_parser
 from generators.inventory import host_vars
 from generators.render import RenderedFile, render_host
 from generators.spec import parse_host
@@ -49,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--host", required=True, help="inventory host name")
     render.add_argument("--out", required=True, help="directory to write into (created if absent)")
     render.set_defaults(func=cmd_render)
+    add_fit_parser(sub)
     return top
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from generators.spec import Host, Model, Server
+from generators.spec import Host, LlamaCpp, Model, Server
 
 
 @dataclass(frozen=True)
@@ -17,9 +17,15 @@ class Layout:
     models_dir: str = "/var/lib/llamafleet/models"
 
     @property
+    def _cpp(self) -> LlamaCpp:
+        if self.host.llamacpp is None:
+            raise ValueError("this host builds no llama.cpp (engine: ollama)")
+        return self.host.llamacpp
+
+    @property
     def prefix(self) -> str:
         """The versioned install prefix of the wanted build (``<build>-<backend>``)."""
-        return f"{self.prefix_root}/{self.host.llamacpp.version}"
+        return f"{self.prefix_root}/{self._cpp.version}"
 
     @property
     def current(self) -> str:
@@ -31,7 +37,7 @@ class Layout:
 
     @property
     def build_dir(self) -> str:
-        return f"{self.cache_root}/build/{self.host.llamacpp.version}"
+        return f"{self.cache_root}/build/{self._cpp.version}"
 
     @property
     def ccache_dir(self) -> str:
@@ -39,12 +45,17 @@ class Layout:
 
     @property
     def source_dir(self) -> str:
-        src = self.host.llamacpp.source
+        src = self._cpp.source
         if src.path is not None:
             return src.path
         if src.pypi is not None:  # the sdist's own top directory, as it unpacks
-            return f"{self.cache_root}/src/{src.pypi.package.replace('-', '_')}-{self.host.llamacpp.build}.0.0/llama.cpp"
-        return f"{self.cache_root}/src/b{self.host.llamacpp.build}"
+            return f"{self.cache_root}/src/{src.pypi.package.replace('-', '_')}-{self._cpp.build}.0.0/llama.cpp"
+        return f"{self.cache_root}/src/b{self._cpp.build}"
+
+    chat_templates_dir: str = "/var/lib/llamafleet/chat-templates"
+
+    def chat_template_path(self, name: str) -> str:
+        return f"{self.chat_templates_dir}/{name}.jinja"
 
     def model_path(self, model: Model) -> str:
         return model.path if model.path is not None else f"{self.models_dir}/{model.filename}"
@@ -56,3 +67,17 @@ class Layout:
     @staticmethod
     def env_name(server: Server) -> str:
         return f"llamafleet-{server.name}.env"
+
+    ollama_dropin: str = "/etc/systemd/system/ollama.service.d/override.conf"
+
+    def client_dest(self, client: str) -> str:
+        """Where an agent client reads its config, in the login user's home."""
+        return f"{self.host.client_home}/{CLIENT_FILES[client]}"
+
+
+CLIENT_FILES = {
+    "opencode": ".config/opencode/opencode.json",
+    "pi": ".pi/agent/models.json",
+    "continue": ".continue/config.yaml",
+    "claude_code": ".claude/settings.json",
+}

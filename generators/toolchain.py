@@ -1,0 +1,352 @@
+"""CUDA toolchain resolution: from the versions a host reports, choose how that host gets a CUDA llama.cpp.
+
+The host probe (``generators/templates/build-probe-toolchain.sh.j2``, rendered by :func:`render_probe`) prints
+nvcc's, GCC's (and any other installed GCC's), glibc's and the NVIDIA driver's versions as JSON. From those and
+the support data in ``generators/data/cuda_toolchains.yaml`` :func:`resolve` picks one plan:
+
+* ``native``: the system GCC is one nvcc accepts and no glibc declaration clashes with nvcc's headers;
+* ``alt-gcc``: the system GCC is too new for nvcc, an older installed GCC is not (``CMAKE_CUDA_HOST_COMPILER``);
+* ``patch``: glibc declares math functions that nvcc's ``crt/math_functions.h`` declares without ``noexcept``;
+  the build uses a private copy of the toolkit headers with llama.cpp's documented ``noexcept (true)`` fix
+  (never the system toolkit);
+* ``alt-gcc+patch``: both of the above;
+* ``bundle``: nothing above works (no nvcc, or no accepted GCC: seed 000's Fedora 44 with GCC 16); the CUDA
+  build is extracted from the official llama.cpp image (:mod:`generators.bundle`).
+
+The plan and every reason for it print before anything builds::
+
+    python -m generators.toolchain --nvcc 13.0 --gcc 16.1 --glibc 2.43 --alt-gcc 14.2:/usr/bin/g++-14
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from packaging.version import InvalidVersion, Version
+
+from generators.errors import Problem, SpecError
+
+FIELD = "llamacpp.backend"  # the field a toolchain problem is reported against
+
+
+@dataclass(frozen=True)
+class HostCompiler:
+    """One GCC installed on the host: its version and its C++ driver (``g++-14``)."""
+
+    version: Version
+    cxx: str
+
+
+@dataclass(frozen=True)
+class HostToolchain:
+    """What the probe found on one host. ``nvcc``/``driver`` are None when absent."""
+
+    host: str
+    gcc: HostCompiler
+    glibc: Version
+    nvcc: Version | None = None
+    alt_gccs: tuple[HostCompiler, ...] = ()
+    driver: Version | None = None
+
+
+@dataclass(frozen=True)
+class GlibcConflict:
+    functions: tuple[str, ...]
+    glibc: Version
+    fixed_in: Version | None
+    source: str
+
+
+@dataclass(frozen=True)
+class BundleFlavour:
+    cuda_major: int
+    tag: str
+    min_driver: Version
+
+
+@dataclass(frozen=True)
+class SupportMatrix:
+    """The data file, typed."""
+
+    host_compilers: tuple[tuple[Version, int], ...]  # (first nvcc, max gcc major), ascending
+    known_through: Version  # newest nvcc release line the host_compilers data was checked against
+    glibc_conflicts: tuple[GlibcConflict, ...]
+    bundle_min_glibc: Version
+    bundle_flavours: tuple[BundleFlavour, ...]  # preferred first
+    architectures: tuple[tuple[str, Version, Version | None], ...] = ()  # (arch, min nvcc, max nvcc or None)
+
+
+@dataclass(frozen=True)
+class ToolchainPlan:
+    """How this host gets CUDA: build (with which host compiler, whether headers are patched) or bundle."""
+
+    kind: str  # native | alt-gcc | patch | alt-gcc+patch | bundle
+    reasons: tuple[str, ...]
+    host_cxx: str | None = None  # set for alt-gcc plans
+    patch_functions: tuple[str, ...] = ()  # declarations that get noexcept (true) in the private headers
+    bundle_tag: str | None = None  # image flavour for bundle plans (cuda13, cuda)
+    nvcc: str | None = None
+
+    @property
+    def builds(self) -> bool:
+        return self.kind != "bundle"
+
+    def describe(self) -> str:
+        lines = [f"CUDA toolchain plan: {self.kind}"]
+        if self.host_cxx:
+            lines.append(f"  host compiler: {self.host_cxx}")
+        if self.patch_functions:
+            lines.append(f"  private header patch: noexcept (true) on {', '.join(self.patch_functions)}")
+        if self.bundle_tag:
+            lines.append(f"  bundle image flavour: {self.bundle_tag}")
+        lines += [f"  because {reason}" for reason in self.reasons]
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "reasons": list(self.reasons),
+            "host_cxx": self.host_cxx,
+            "patch_functions": list(self.patch_functions),
+            "bundle_tag": self.bundle_tag,
+            "nvcc": self.nvcc,
+        }
+
+
+def _parse_matrix(raw: dict) -> SupportMatrix:
+    compilers = tuple(sorted((Version(str(e["nvcc"])), int(e["max_gcc"])) for e in raw["host_compilers"]))
+    conflicts = tuple(
+        GlibcConflict(
+            functions=tuple(e["functions"]),
+            glibc=Version(str(e["glibc"])),
+            fixed_in=None if e["fixed_in"] is None else Version(str(e["fixed_in"])),
+            source=str(e["source"]),
+        )
+        for e in raw["glibc_conflicts"]
+    )
+    bundle = raw["bundle"]
+    flavours = tuple(
+        BundleFlavour(int(f["cuda_major"]), str(f["tag"]), Version(str(f["min_driver"]))) for f in bundle["flavours"]
+    )
+    arches = tuple(
+        (str(a["arch"]), Version(str(a["min_nvcc"])), None if a["max_nvcc"] is None else Version(str(a["max_nvcc"])))
+        for a in raw.get("architectures", [])
+    )
+    return SupportMatrix(
+        compilers, Version(str(raw["known_through"])), conflicts, Version(str(bundle["min_glibc"])), flavours, arches
+    )
+
+
+@functools.cache
+def support_matrix() -> SupportMatrix:
+    text = resources.files("generators").joinpath("data/cuda_toolchains.yaml").read_text(encoding="utf-8")
+    return _parse_matrix(yaml.safe_load(text))
+
+
+def max_gcc_for(nvcc: Version, matrix: SupportMatrix) -> tuple[int | None, bool]:
+    """The newest GCC major this nvcc accepts, and whether that came from beyond the data (a guess)."""
+    release = Version(f"{nvcc.major}.{nvcc.minor}")
+    known = [(first, gcc) for first, gcc in matrix.host_compilers if first <= release]
+    if not known:
+        return None, False
+    beyond = release > matrix.known_through
+    return known[-1][1], beyond
+
+
+def arch_problems(nvcc: Version, arches: tuple[str, ...], matrix: SupportMatrix | None = None) -> list[str]:
+    """Why this nvcc cannot compile for some of ``arches`` (``"89"``, ``"120a"``); empty when it can."""
+    matrix = matrix or support_matrix()
+    release = Version(f"{nvcc.major}.{nvcc.minor}")
+    table = {arch: (low, high) for arch, low, high in matrix.architectures}
+    problems = []
+    for arch in arches:
+        base = arch.rstrip("af")
+        if base not in table:
+            problems.append(f"compute capability {arch} is not in the support data")
+            continue
+        low, high = table[base]
+        if release < low:
+            problems.append(f"nvcc {nvcc} cannot compile for {arch} (needs nvcc >= {low})")
+        elif high is not None and release > high:
+            problems.append(f"nvcc {nvcc} no longer compiles for {arch} (last nvcc: {high})")
+    return problems
+
+
+def header_conflicts(nvcc: Version, glibc: Version, matrix: SupportMatrix) -> tuple[GlibcConflict, ...]:
+    """glibc declarations that clash with this nvcc's crt/math_functions.h."""
+    return tuple(c for c in matrix.glibc_conflicts if glibc >= c.glibc and (c.fixed_in is None or nvcc < c.fixed_in))
+
+
+def _bundle(host: HostToolchain, matrix: SupportMatrix, why: list[str]) -> ToolchainPlan:
+    problems = []
+    if host.glibc < matrix.bundle_min_glibc:
+        problems.append(
+            f"the official CUDA image's binaries need glibc >= {matrix.bundle_min_glibc} (Ubuntu 24.04), "
+            f"this host has {host.glibc}"
+        )
+    flavour = next((f for f in matrix.bundle_flavours if host.driver is None or host.driver >= f.min_driver), None)
+    if flavour is None:
+        need = ", ".join(f"CUDA {f.cuda_major} needs >= {f.min_driver}" for f in matrix.bundle_flavours)
+        problems.append(f"the NVIDIA driver {host.driver} is too old for every official CUDA image ({need})")
+    if problems:
+        raise SpecError(host.host, [Problem(FIELD, "no way to get a CUDA build: " + "; ".join(why + problems))])
+    assert flavour is not None
+    driver = "driver version not known" if host.driver is None else f"driver {host.driver}"
+    reasons = (
+        *why,
+        f"the official CUDA {flavour.cuda_major} image's build can run here (glibc {host.glibc} >= {matrix.bundle_min_glibc}, {driver})",
+    )
+    return ToolchainPlan("bundle", reasons, bundle_tag=flavour.tag, nvcc=None if host.nvcc is None else str(host.nvcc))
+
+
+def resolve(host: HostToolchain, matrix: SupportMatrix | None = None) -> ToolchainPlan:
+    """Choose the plan for one host; raises SpecError naming the host when no plan exists."""
+    matrix = matrix or support_matrix()
+    if host.nvcc is None:
+        return _bundle(host, matrix, ["no nvcc was found on the host"])
+    nvcc = host.nvcc
+    max_gcc, guessed = max_gcc_for(nvcc, matrix)
+    if max_gcc is None:
+        return _bundle(host, matrix, [f"nvcc {nvcc} is older than any toolkit in the support data"])
+    reasons: list[str] = []
+    if guessed:
+        reasons.append(
+            f"nvcc {nvcc} is newer than the support data; assuming it accepts GCC <= {max_gcc} like the last"
+        )
+    host_cxx: str | None = None
+    if host.gcc.version.major <= max_gcc:
+        reasons.append(f"nvcc {nvcc} accepts the system GCC {host.gcc.version} (GCC <= {max_gcc})")
+    else:
+        fitting = sorted((c for c in host.alt_gccs if c.version.major <= max_gcc), key=lambda c: c.version)
+        too_new = f"nvcc {nvcc} accepts GCC <= {max_gcc}, the system GCC is {host.gcc.version}"
+        if not fitting:
+            others = ", ".join(str(c.version) for c in host.alt_gccs) or "none"
+            return _bundle(
+                host,
+                matrix,
+                [
+                    (
+                        f"{too_new} and no other installed GCC fits (others: {others}); "
+                        "-allow-unsupported-compiler does not help: nvcc cannot parse newer libstdc++ headers"
+                    )
+                ],
+            )
+        host_cxx = fitting[-1].cxx
+        reasons.append(f"{too_new}; building with the installed GCC {fitting[-1].version} ({host_cxx})")
+    conflicts = header_conflicts(nvcc, host.glibc, matrix)
+    functions = tuple(f for c in conflicts for f in c.functions)
+    for c in conflicts:
+        fixed = "no fixed nvcc known" if c.fixed_in is None else f"fixed in nvcc {c.fixed_in}"
+        reasons.append(
+            f"glibc {host.glibc} (>= {c.glibc}) declares {', '.join(c.functions)} with noexcept and nvcc {nvcc}'s "
+            f"crt/math_functions.h does not ({fixed}): patching a private copy of the headers"
+        )
+    if not conflicts:
+        reasons.append(f"glibc {host.glibc} has no declaration that clashes with nvcc {nvcc}'s headers")
+    kind = "+".join(k for k, on in (("alt-gcc", host_cxx is not None), ("patch", bool(functions))) if on) or "native"
+    return ToolchainPlan(kind, tuple(reasons), host_cxx=host_cxx, patch_functions=functions, nvcc=str(nvcc))
+
+
+# ---- inputs: the probe's JSON and the CLI ------------------------------------------------------------------
+
+
+def _version(host: str, name: str, value: object) -> Version:
+    try:
+        return Version(str(value))
+    except InvalidVersion:
+        raise SpecError(host, [Problem(f"toolchain.{name}", f"not a version: {value!r}")]) from None
+
+
+def _compiler(host: str, spec: str) -> HostCompiler:
+    """``14.2`` or ``14.2:/usr/bin/g++-14`` (the default driver name is ``g++-<major>``)."""
+    version, _, cxx = spec.partition(":")
+    parsed = _version(host, "alt_gcc", version)
+    return HostCompiler(parsed, cxx or f"g++-{parsed.major}")
+
+
+def from_probe(host: str, probe: dict) -> HostToolchain:
+    """The typed view of the probe script's JSON output."""
+
+    def opt(name: str) -> Version | None:
+        return None if probe.get(name) in (None, "") else _version(host, name, probe[name])
+
+    return HostToolchain(
+        host=host,
+        gcc=HostCompiler(_version(host, "gcc", probe["gcc"]), probe.get("cxx") or "g++"),
+        glibc=_version(host, "glibc", probe["glibc"]),
+        nvcc=opt("nvcc"),
+        alt_gccs=tuple(
+            HostCompiler(_version(host, "alt_gcc", c["version"]), c["cxx"]) for c in probe.get("alt_gcc", [])
+        ),
+        driver=opt("driver"),
+    )
+
+
+def render_probe() -> str:
+    """The host-side probe script (bash) that prints the versions :func:`from_probe` reads."""
+    from generators.render import environment  # late: render pulls in the host schema
+
+    return environment().get_template("build-probe-toolchain.sh.j2").render()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m generators.toolchain", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="localhost", help="host name used in messages")
+    parser.add_argument("--probe-json", type=Path, help="the probe script's output (instead of the flags below)")
+    parser.add_argument("--nvcc", help="nvcc version (omit when the host has none)")
+    parser.add_argument("--gcc", help="system GCC version")
+    parser.add_argument("--glibc", help="glibc version")
+    parser.add_argument("--driver", help="NVIDIA driver version")
+    parser.add_argument("--alt-gcc", action="append", default=[], metavar="VERSION[:CXX]", help="another GCC")
+    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    parser.add_argument("--print-probe", action="store_true", help="print the host probe script and exit")
+    args = parser.parse_args(argv)
+    if args.print_probe:
+        sys.stdout.write(render_probe())
+        return 0
+    try:
+        if args.probe_json:
+            host = from_probe(args.host, json.loads(args.probe_json.read_text(encoding="utf-8")))
+        else:
+            if not (args.gcc and args.glibc):
+                parser.error("give --probe-json, or at least --gcc and --glibc")
+            host = HostToolchain(
+                host=args.host,
+                gcc=HostCompiler(_version(args.host, "gcc", args.gcc), "g++"),
+                glibc=_version(args.host, "glibc", args.glibc),
+                nvcc=None if args.nvcc is None else _version(args.host, "nvcc", args.nvcc),
+                alt_gccs=tuple(_compiler(args.host, spec) for spec in args.alt_gcc),
+                driver=None if args.driver is None else _version(args.host, "driver", args.driver),
+            )
+        plan = resolve(host)
+    except SpecError as err:
+        print(err, file=sys.stderr)
+        return 2
+    print(json.dumps(plan.as_dict(), indent=2) if args.json else plan.describe())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = [
+    "HostCompiler",
+    "HostToolchain",
+    "SupportMatrix",
+    "ToolchainPlan",
+    "arch_problems",
+    "from_probe",
+    "header_conflicts",
+    "max_gcc_for",
+    "render_probe",
+    "resolve",
+    "support_matrix",
+]

@@ -1,0 +1,58 @@
+"""``python -m generators fit`` on the demo inventory (offline: the catalog knows its model)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "generators", "fit", "--inventory", "inventories/demo",
+                           "--host", "demo", *args], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_demo_host_plans_as_a_table() -> None:
+    done = _run("--ram-mib", "4096")
+    assert done.returncode == 0, done.stderr
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf" in done.stdout
+    for word in ("weights", "kv cache", "compute buffer", "headroom", "--ctx-size"):
+        assert word in done.stdout
+
+
+def test_demo_host_plans_as_json() -> None:
+    done = _run("--ram-mib", "4096", "--json")
+    assert done.returncode == 0, done.stderr
+    (server,) = json.loads(done.stdout)
+    assert server["fits"] is True and server["headroom_mib"]["host"] > 0
+    assert {c["name"] for c in server["components"]} >= {"weights", "kv cache", "compute buffer"}
+
+
+def test_too_little_ram_fails_with_the_table() -> None:
+    done = _run("--ram-mib", "1300")
+    assert done.returncode == 3
+    assert "no configuration fits" in done.stdout and "headroom" in done.stdout
+
+
+def test_unknown_host_names_the_field() -> None:
+    done = _run("--ram-mib", "4096", "--host", "nosuchhost")
+    assert done.returncode == 2 and "nosuchhost" in done.stderr
+
+
+def test_require_fit_names_the_server_field() -> None:
+    from generators.errors import SpecError
+    from generators.fit.cli import require_fit
+    from generators.inventory import host_vars
+    from generators.spec import parse_host
+
+    spec = parse_host("demo", host_vars(ROOT / "inventories" / "demo", "demo"))
+    assert require_fit(spec, "demo", ram_mib=4096)[0]["fits"]
+    try:
+        require_fit(spec, "demo", ram_mib=1300)
+    except SpecError as exc:
+        assert "llamafleet.servers[0].ctx" in str(exc) and "host demo" in str(exc)
+    else:
+        raise AssertionError("1300 MiB of RAM cannot hold the demo server")

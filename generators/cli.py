@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from generators.errors import SpecError
+from generators.fit.check import check_host_fits
 from generators.fit.cli import add_parser as add_fit_parser
 from generators.inventory import host_vars
 from generators.render import RenderedFile, render_host
@@ -34,6 +35,8 @@ def write_atomic(root: Path, item: RenderedFile) -> None:
 
 def cmd_render(args: argparse.Namespace) -> int:
     spec = parse_host(args.host, host_vars(args.inventory, args.host))
+    for warning in check_host_fits(spec, args.host):  # a launch that cannot fit fails here (SpecError)
+        print(f"warning: {warning}", file=sys.stderr)
     files = render_host(spec)  # everything is rendered before anything is written
     out = Path(args.out)
     for item in files:

@@ -130,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.filename}: not in the catalog with a hub source", file=sys.stderr)
             return 2
         hub = entry["source"]["hub"]
-        facts = hub_facts(hub["repo"], args.filename, hub.get("mmproj"), hub.get("revision"))
-        store(facts, entry["source"])
+        # a host may keep the file under a local name; hub.file is then the name on the hub
+        facts = hub_facts(hub["repo"], hub.get("file", args.filename), hub.get("mmproj"), hub.get("revision"))
+        store(dataclasses.replace(facts, name=args.filename), entry["source"])
         return 0
     if args.path:
         facts = read_facts(args.path, args.mmproj_path)

@@ -38,6 +38,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--margin-mib", type=int, default=256, help="headroom to keep free on each device (default 256)")
     p.add_argument("--gguf", action="append", default=[], metavar="FILENAME=PATH",
                    help="read a model's facts from a local GGUF instead of the catalog (repeatable)")
+    p.add_argument("--launch", action="store_true",
+                   help="plan the command line render writes (its defaults pinned: -ngl 99, f16 KV, 2048/512), "
+                        "which is what render checks, instead of choosing the values the host leaves free")
     p.set_defaults(func=cmd_fit)
     return p
 
@@ -109,8 +112,12 @@ def _servers(spec: Any) -> tuple[Any, ...]:
 
 
 def plan_host(spec: Any, host: str, vram_mib: int | None, ram_mib: int | None, margin_mib: int,
-              local: dict[str, str]) -> list[dict[str, Any]]:
-    """Plan every server in order, each in the memory the previous ones left. Pure apart from reading facts."""
+              local: dict[str, str], launch: bool = False) -> list[dict[str, Any]]:
+    """Plan every server in order, each in the memory the previous ones left. Pure apart from reading facts.
+
+    ``launch``: plan the rendered command line (generators.fit.check.launch_request) rather than free choices.
+    """
+    from generators.fit.check import launch_request  # late: check builds on this module
     names = [m.name for m in spec.models]
     used = {"gpu": 0, "host": 0}
     results: list[dict[str, Any]] = []
@@ -119,12 +126,12 @@ def plan_host(spec: Any, host: str, vram_mib: int | None, ram_mib: int | None, m
         model = spec.models[index]
         facts = _facts(host, index, model.filename, local)
         memory, ram_known = memory_for(spec, server, vram_mib, ram_mib)
-        left = replace(memory, gpu_mib=max(0, memory.gpu_mib - used["gpu"] // MIB),
-                       host_mib=max(0, memory.host_mib - used["host"] // MIB))
+        left = replace(memory, gpu_mib=max(0, memory.gpu_mib - used["gpu"] // MIB),  # unknown RAM stays unknown
+                       host_mib=max(0, memory.host_mib - used["host"] // MIB) if ram_known else memory.host_mib)
         entry: dict[str, Any] = {"server": server.name, "model": model.filename, "ram_known": ram_known}
         try:
-            plan = fit(facts, left.gpu_mib, left.host_mib, request_for(server, facts), margin_mib,
-                       left.backend, left.unified)
+            wanted = launch_request(spec, server, facts) if launch else request_for(server, facts)
+            plan = fit(facts, left.gpu_mib, left.host_mib, wanted, margin_mib, left.backend, left.unified)
         except FitError as exc:
             entry.update(fits=False, error=str(exc), closest=exc.closest.to_json(),
                          nearest=exc.nearest.to_json() if exc.nearest else None)
@@ -141,9 +148,11 @@ def plan_host(spec: Any, host: str, vram_mib: int | None, ram_mib: int | None, m
 
 def require_fit(spec: Any, host: str, vram_mib: int | None = None, ram_mib: int | None = None,
                 margin_mib: int = 256) -> list[dict[str, Any]]:
-    """For render: plan the host and raise :class:`SpecError` naming each server that does not fit.
+    """Plan the host's free choices and raise :class:`SpecError` naming each server that does not fit.
 
-    A server's model that the catalog does not know is a problem too (the plan cannot be checked offline).
+    A server's model that the catalog does not know is a problem too (the plan cannot be checked offline). Render
+    does not call this: it checks the command line it writes, with its own policy, in
+    :func:`generators.fit.check.check_host_fits`.
     """
     results = plan_host(spec, host, vram_mib, ram_mib, margin_mib, {})
     servers = _servers(spec)
@@ -163,6 +172,8 @@ def require_fit(spec: Any, host: str, vram_mib: int | None = None, ram_mib: int 
 
 
 def _text(results: list[dict[str, Any]]) -> str:
+    if not results:
+        return "no llama-server on this host (no servers, or engine: ollama): nothing to plan"
     out = []
     for r in results:
         out.append(f"== server {r['server']} ({r['model']})")
@@ -188,7 +199,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             raise SpecError(args.host, [Problem("--gguf", f"{item!r}: expected FILENAME=PATH")])
         local[name] = path
     spec = parse_host(args.host, host_vars(args.inventory, args.host))
-    results = plan_host(spec, args.host, args.vram_mib, args.ram_mib, args.margin_mib, local)
+    results = plan_host(spec, args.host, args.vram_mib, args.ram_mib, args.margin_mib, local, args.launch)
     if args.json:
         print(json.dumps([{k: v for k, v in r.items() if k != "plan"} for r in results], indent=2))
     else:

@@ -85,6 +85,16 @@ class ModelFacts:
         )
 
     @property
+    def ties_output(self) -> bool:
+        """No output matrix in the file (only the final norm): llama.cpp reuses token_embd as the output head.
+
+        It creates that head as a duplicate of token_embd (``TENSOR_DUPLICATED``, src/models/<arch>.cpp) in the
+        output layer's buffer: free on the CPU (the same mapped pages), a second copy when the output is on a GPU.
+        An output matrix of ``n_embd * n_vocab`` elements takes at least ~1.5 bits per element in any ggml type.
+        """
+        return self.output_bytes * 8 < self.n_embd * self.n_vocab
+
+    @property
     def is_moe(self) -> bool:
         return self.n_expert > 0 and any(self.layer_expert_bytes)
 

@@ -13,8 +13,9 @@ Rules mirrored from llama.cpp:
 - without flash attention V is stored transposed and padded to the largest V width; a quantized V cache needs
   flash attention (llama.cpp refuses to start otherwise).
 - ``--n-gpu-layers G`` puts blocks ``n_layer + 1 - G ..`` and, for ``G >= 1``, the output head on the GPU; the
-  token embeddings always stay on the CPU; ``--n-cpu-moe M`` keeps the routed experts of blocks ``0 .. M-1`` on the
-  CPU; ``--no-kv-offload`` keeps the KV cache on the CPU.
+  token embeddings always stay on the CPU (with tied embeddings the GPU gets a copy of them as its output head);
+  ``--n-cpu-moe M`` keeps the routed experts of blocks ``0 .. M-1`` on the CPU; ``--no-kv-offload`` keeps the KV
+  cache on the CPU.
 - on an x86-64 AVX2 CPU, CPU-resident matrices of Q4_0, Q4_K, IQ4_NL and MXFP4 are repacked into a second,
   interleaved copy (``CPU_REPACK``); the plan counts the copy instead of their mapped pages, which stay only as
   reclaimable page cache after loading (``--no-repack`` turns it off: ``Memory(cpu_repack=())``).
@@ -218,6 +219,8 @@ def weights(facts: ModelFacts, cfg: Config) -> tuple[int, int]:
             host += dense + experts
     if layer_on_gpu(facts, cfg, facts.n_layer):
         gpu += facts.output_bytes
+        if facts.ties_output:  # the output head is a GPU copy of token_embd (which itself stays on the CPU)
+            gpu += facts.token_embd_bytes
     else:
         host += facts.output_bytes
     return gpu, host

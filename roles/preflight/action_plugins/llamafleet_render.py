@@ -1,7 +1,8 @@
 """Validate a host's llamafleet description and render its files on the controller.
 
 A thin shim over the generators package: the same code as `python -m generators render`.
-It never touches the host, so every host is checked before any host changes.
+It never touches the host, so every host is checked before any host changes; that includes the memory fit
+of each server's launch (generators.fit.check): one that cannot fit fails here, an unchecked one warns.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from ansible.plugins.action import ActionBase
 
 from generators.errors import SpecError
+from generators.fit.check import check_host_fits
 from generators.inventory import plain
 from generators.render import render_host
 from generators.spec import ROOT_KEY, parse_host
@@ -41,9 +43,12 @@ class ActionModule(ActionBase):
             hostvars[ROOT_KEY] = with_build(hostvars[ROOT_KEY], build)
         try:
             parsed = parse_host(host, hostvars)
+            warnings = check_host_fits(parsed, host)  # a launch that cannot fit the host's memory fails here
         except SpecError as exc:
             result.update(failed=True, msg=str(exc), problems=[p.line(host) for p in exc.problems])
             return result
+        if warnings:
+            result["warnings"] = [*result.get("warnings", []), *warnings]
         files = render_host(parsed)
         manifest = next(f for f in files if f.path == "manifest.json")
         result.update(

@@ -1,0 +1,151 @@
+"""The fit check render runs: a server whose launch cannot fit its host fails at render time, not at 3 a.m.
+
+Both render entry points (``python -m generators render`` and the preflight action plugin) call
+:func:`check_host_fits` before anything is written or changed. It plans each server *as rendered*: what the unit's
+command line sets (ctx, cache types, batch sizes, ``--n-gpu-layers``, flash attention, ``--no-kv-offload``, the
+slots) is pinned in the plan, as llama.cpp's own ``--fit`` never touches a value given on the command line; only
+``gpu_layers: auto`` is left to the planner, as llama.cpp fits it. Servers share the host's memory in order, as in
+``python -m generators fit``.
+
+Policy:
+
+- facts known and the launch does not fit the GPU's memory (the catalog's VRAM, an APU's GTT pool) or the host RAM
+  the description states: :class:`SpecError` naming ``llamafleet.servers[i].ctx``, the shortfall and the nearest
+  configuration that would fit;
+- facts unknown offline (model not in the catalog, no GGUF at its path on the controller): a warning naming host,
+  model and the catalog command, never a failure;
+- nothing to check against (no GPU and host RAM not described, e.g. the demo host): skipped without a word.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from generators.errors import Problem, SpecError
+from generators.fit import catalog
+from generators.fit.cli import memory_for
+from generators.fit.gguf_facts import ModelFacts, read_facts
+from generators.fit.planner import MIB, UNKNOWN_MIB, ConfigError, FitError, Plan, Request, fit
+
+ROOT = "llamafleet"
+# llama-server's defaults for what render leaves out (b11434: common/common.h, tools/server/server.cpp)
+DEFAULT_BATCH = 2048
+DEFAULT_UBATCH = 512
+AUTO_SLOTS = 4  # --parallel left out (or auto): four slots sharing one unified KV pool
+MARGIN_MIB = 256
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One server's check: its plan when it fits, the error when it does not, a warning when it was not checked."""
+
+    server: str
+    index: int
+    plan: Plan | None = None
+    error: FitError | None = None
+    warning: str | None = None
+
+
+def launch_request(host: Any, server: Any, facts: ModelFacts) -> Request:
+    """The memory settings of the command line render writes for ``server`` (generators.flags.server_argv)."""
+    from generators import flags
+
+    ctx = facts.n_ctx_train if server.ctx == "native" else int(server.ctx)
+    shared = server.sessions == "shared" or server.parallel == "auto"
+    parallel = AUTO_SLOTS if shared else int(server.parallel)
+    fa = {"on": True, "off": False}.get(flags.flash_attn(host, server))  # auto: the planner's choice (on)
+    batch = server.batch or DEFAULT_BATCH
+    layers = flags.gpu_layers(host, server)
+    if layers == "auto":
+        gpu_layers, n_cpu_moe = None, None  # llama.cpp fits layers (and experts) itself
+    else:
+        gpu_layers = facts.n_layer + 1 if layers == "all" else min(int(layers), facts.n_layer + 1)
+        n_cpu_moe = 0
+    return Request(
+        ctx=ctx, parallel=parallel, kv_unified=shared, cache_type_k=server.cache_k, cache_type_v=server.cache_v,
+        flash_attn=fa, batch=batch, ubatch=min(server.ubatch or DEFAULT_UBATCH, batch), gpu_layers=gpu_layers,
+        n_cpu_moe=n_cpu_moe, no_kv_offload=not server.kv_offload, mmproj=server.mmproj is not None,
+    )
+
+
+def model_facts(model: Any) -> ModelFacts | None:
+    """Facts of a host's model: its GGUF when the controller has the file at the model's path, else the catalog."""
+    path = getattr(model, "path", None)
+    if path and Path(path).is_file():
+        try:
+            return replace(read_facts(path), name=model.filename)
+        except (OSError, ValueError, KeyError):
+            pass
+    return catalog.lookup(model.filename)
+
+
+def _unknown(host: str, index: int, filename: str) -> str:
+    return (f"host {host}: llamafleet.servers[{index}].model: no header facts for {filename} offline, so its memory "
+            f"fit is not checked: add them with `python -m generators.fit.catalog add --repo ORG/REPO --file "
+            f"{filename}` (online) or `--path FILE.gguf`")
+
+
+def check_servers(spec: Any, host: str, margin_mib: int = MARGIN_MIB) -> list[Outcome]:
+    """Plan every server of a llama.cpp host as rendered, each in the memory the ones before it left."""
+    if getattr(spec, "engine", "llamacpp") != "llamacpp" or getattr(spec, "llamacpp", None) is None:
+        return []
+    used = {"gpu": 0, "host": 0}
+    out: list[Outcome] = []
+    for index, server in enumerate(spec.active_servers):
+        if server.model is None:
+            continue
+        memory, ram_known = memory_for(spec, server, None, None)
+        if memory.gpu_mib <= 0 and spec.backend != "cpu":
+            out.append(Outcome(server.name, index, warning=(
+                f"host {host}: llamafleet.servers[{index}]: the {spec.backend} GPU's memory is not described "
+                f"(vram_gb), so its memory fit is not checked")))
+            continue
+        if memory.gpu_mib <= 0 and not ram_known:
+            continue  # nothing to check against: no GPU, RAM not described
+        model = spec.model(server.model)
+        facts = model_facts(model)
+        if facts is None:
+            out.append(Outcome(server.name, index, warning=_unknown(host, index, model.filename)))
+            continue
+        left = replace(memory, gpu_mib=max(0, memory.gpu_mib - used["gpu"] // MIB),
+                       host_mib=memory.host_mib if not ram_known else max(0, memory.host_mib - used["host"] // MIB))
+        try:
+            plan = fit(facts, left.gpu_mib, left.host_mib, launch_request(spec, server, facts), margin_mib,
+                       left.backend, left.unified)
+        except FitError as exc:
+            out.append(Outcome(server.name, index, error=exc))
+            continue
+        except ConfigError as exc:
+            raise SpecError(host, [Problem(f"{ROOT}.servers[{index}]", str(exc))]) from None
+        for where in ("gpu", "host"):
+            used[where] += sum(c.bytes for c in plan.components if c.where == where)
+        out.append(Outcome(server.name, index, plan=plan))
+    return out
+
+
+def _problem(outcome: Outcome) -> Problem:
+    assert outcome.error is not None
+    closest, nearest = outcome.error.closest, outcome.error.nearest
+    where = ", ".join(f"{p}: {-closest.headroom(p) / MIB:.0f} MiB short of {closest.available(p) / MIB:.0f} MiB"
+                      for p in closest.places() if closest.headroom(p) < 0 and closest.available(p) < UNKNOWN_MIB * MIB)
+    wanted = " ".join(closest.config.flags())
+    hint = (f"nearest configuration that fits: {' '.join(nearest.config.flags())}" if nearest is not None
+            else "no configuration fits this host, even with every value free")
+    return Problem(f"{ROOT}.servers[{outcome.index}].ctx",
+                   f"server {outcome.server}: {closest.config.ctx} tokens of context do not fit ({where}, keeping a "
+                   f"{closest.margin_mib} MiB margin) with {wanted}; {hint} "
+                   f"(`python -m generators fit --launch` shows the table)")
+
+
+def check_host_fits(spec: Any, host: str, margin_mib: int = MARGIN_MIB) -> list[str]:
+    """Raise :class:`SpecError` for servers whose launch does not fit; return warnings for unchecked ones."""
+    outcomes = check_servers(spec, host, margin_mib)
+    problems = [_problem(o) for o in outcomes if o.error is not None]
+    if problems:
+        raise SpecError(host, problems)
+    return [o.warning for o in outcomes if o.warning is not None]
+
+
+__all__ = ["Outcome", "check_host_fits", "check_servers", "launch_request", "model_facts"]

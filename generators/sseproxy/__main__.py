@@ -1,0 +1,62 @@
+"""Command line: ``python3 -m generators.sseproxy --listen 127.0.0.1:8080 --upstream http://127.0.0.1:8081``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from generators.sseproxy.server import ProxyConfig, serve
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) into its parts."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"--listen wants HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def positive(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"wants a positive number of seconds, got {value!r}")
+    return number
+
+
+def parse_args(argv: list[str]) -> ProxyConfig:
+    p = argparse.ArgumentParser(prog="python3 -m generators.sseproxy", description=__doc__)
+    p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8080), help="HOST:PORT the agents use")
+    p.add_argument("--upstream", default="http://127.0.0.1:8081", help="llama-server base URL (loopback)")
+    p.add_argument("--keepalive", choices=("pass", "drop"), default="pass", help="SSE ':' comment events")
+    p.add_argument("--split-open-brace", action="store_true", help="send a tool call's opening '{' alone")
+    p.add_argument("--wait-timeout", type=positive, default=120.0, help="seconds a request waits for the upstream")
+    p.add_argument("--health-path", default="/health", help="the upstream's readiness endpoint")
+    p.add_argument("--poll-interval", type=positive, default=2.0, help="seconds between /health checks when ready")
+    p.add_argument("--max-body", type=int, default=64 << 20, help="largest request body in bytes")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    a = p.parse_args(argv)
+    logging.basicConfig(level=a.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    host, port = a.listen
+    return ProxyConfig(
+        listen_host=host,
+        listen_port=port,
+        upstream=a.upstream,
+        keepalive=a.keepalive,
+        split_open_brace=a.split_open_brace,
+        wait_timeout=a.wait_timeout,
+        health_path=a.health_path,
+        poll_ready=a.poll_interval,
+        max_body=a.max_body,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(sys.argv[1:] if argv is None else argv)
+    asyncio.run(serve(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The SSE-repair proxy's systemd user unit: typed settings in, unit text out (pure; no I/O).
+
+The proxy (:mod:`generators.sseproxy`) takes the port the agents use and forwards to llama-server, moved
+behind it on loopback. The sse_proxy role installs the package under ``install_dir`` and this unit for the
+service user.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from generators.errors import Problem, SpecError
+from generators.render import argv_lines, environment
+
+TEMPLATE = "sse-proxy.service.j2"
+UNIT_NAME = "llamafleet-sse-proxy.service"
+_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
+_UNIT = re.compile(r"^[A-Za-z0-9:_.@-]+\.service$")
+_LOOPBACK_NAMES = {"localhost"}
+
+
+@dataclass(frozen=True)
+class ProxyUnit:
+    """Settings of one host's proxy; ``host`` is the inventory name, used in error messages."""
+
+    host: str
+    listen_port: int = 8080  # the port the agents use
+    upstream_url: str = "http://127.0.0.1:8081"  # llama-server, on loopback
+    listen_host: str = "127.0.0.1"
+    keepalive: str = "pass"  # SSE ":" comment events: "pass" or "drop"
+    split_open_brace: bool = False
+    wait_timeout: float = 120.0  # seconds a request waits for llama-server (re)starting
+    python: str = "/usr/bin/python3"
+    install_dir: str = "/opt/llamafleet/sseproxy"
+    upstream_unit: str | None = None  # llama-server's unit, for start-up ordering only
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def problems(unit: ProxyUnit) -> list[Problem]:
+    """Every problem with the settings, each naming its field."""
+    found: list[Problem] = []
+    if not 1 <= unit.listen_port <= 65535:
+        found.append(Problem("sse_proxy.listen_port", f"must be a port 1..65535, got {unit.listen_port}"))
+    try:
+        ipaddress.ip_address(unit.listen_host)
+    except ValueError:
+        found.append(Problem("sse_proxy.listen_host", f"must be an IP address, got {unit.listen_host!r}"))
+    url = urlsplit(unit.upstream_url)
+    try:
+        upstream_port = url.port
+    except ValueError:
+        upstream_port = None
+    if url.scheme != "http" or not url.hostname or upstream_port is None or url.path not in ("", "/"):
+        found.append(Problem("sse_proxy.upstream_url", f"must be http://HOST:PORT, got {unit.upstream_url!r}"))
+    elif not _is_loopback(url.hostname):
+        found.append(
+            Problem(
+                "sse_proxy.upstream_url", f"llama-server must sit behind the proxy on loopback, got {url.hostname!r}"
+            )
+        )
+    elif upstream_port == unit.listen_port and (
+        _is_loopback(unit.listen_host) or unit.listen_host in ("0.0.0.0", "::")
+    ):
+        found.append(Problem("sse_proxy.upstream_url", f"port {upstream_port} is the proxy's own listen port"))
+    if unit.keepalive not in ("pass", "drop"):
+        found.append(Problem("sse_proxy.keepalive", f"must be 'pass' or 'drop', got {unit.keepalive!r}"))
+    if not unit.wait_timeout > 0:
+        found.append(
+            Problem("sse_proxy.wait_timeout", f"must be a positive number of seconds, got {unit.wait_timeout}")
+        )
+    for name in ("python", "install_dir"):
+        value = getattr(unit, name)
+        if not _SAFE_PATH.match(value) or "/../" in value + "/":
+            found.append(Problem(f"sse_proxy.{name}", f"must be an absolute path without '..', got {value!r}"))
+    if unit.upstream_unit is not None and not _UNIT.match(unit.upstream_unit):
+        found.append(Problem("sse_proxy.upstream_unit", f"must be a .service unit name, got {unit.upstream_unit!r}"))
+    return found
+
+
+def proxy_argv(unit: ProxyUnit) -> list[str]:
+    """The command line the unit runs (``--listen`` takes ``[v6]:port`` for IPv6)."""
+    listen = f"[{unit.listen_host}]" if ":" in unit.listen_host else unit.listen_host
+    argv = [unit.python, "-m", "generators.sseproxy", "--listen", f"{listen}:{unit.listen_port}"]
+    argv += ["--upstream", unit.upstream_url.rstrip("/"), "--keepalive", unit.keepalive]
+    argv += ["--wait-timeout", f"{unit.wait_timeout:g}"]
+    if unit.split_open_brace:
+        argv.append("--split-open-brace")
+    return argv
+
+
+def render_proxy_unit(unit: ProxyUnit) -> str:
+    """The unit file text; raises :class:`SpecError` listing every problem before anything is rendered."""
+    found = problems(unit)
+    if found:
+        raise SpecError(unit.host, found)
+    lines = argv_lines(proxy_argv(unit))
+    # argv_lines pairs an option with its value; "-m generators.sseproxy" reads best on the binary's line
+    exec_lines = [f"{lines[0]} {lines[1]}", *lines[2:]] if lines[1].startswith("-m ") else lines
+    return environment().get_template(TEMPLATE).render(unit=unit, exec_lines=exec_lines)

@@ -10,18 +10,20 @@ PORT = 8080
 
 
 def user_systemctl(host, *args):
-    return host.run("systemctl --user -M %s@ %s", USER, " ".join(args))
+    """systemctl --user as the service user, against its own systemd instance."""
+    uid = host.run("id -u %s", USER).stdout.strip()
+    return host.run(f"runuser -u {USER} -- env XDG_RUNTIME_DIR=/run/user/{uid} systemctl --user " + " ".join(args))
 
 
 def post(host, path, body):
     """POST JSON from inside the host (the server binds its loopback)."""
     script = (
-        "import json,sys,urllib.request;"
-        f"r=urllib.request.Request('http://127.0.0.1:{PORT}{path}',data=sys.stdin.buffer.read(),"
+        "import urllib.request;"
+        f"r=urllib.request.Request('http://127.0.0.1:{PORT}{path}',data={json.dumps(body)!r}.encode(),"
         "headers={'Content-Type':'application/json'});"
         "print(urllib.request.urlopen(r,timeout=120).read().decode())"
     )
-    out = host.run("python3 -c %s <<'EOF'\n%s\nEOF", script, json.dumps(body))
+    out = host.run("python3 -c %s", script)
     assert out.rc == 0, out.stderr
     return json.loads(out.stdout)
 

@@ -29,6 +29,7 @@ BACKENDS: tuple[str, ...] = ("cpu", "cuda", "vulkan", "hip")
 TARGETS: tuple[str, ...] = ("llama-server", "llama-bench", "llama-cli")
 
 _CUDA_ARCH = re.compile(r"^[1-9][0-9]{1,2}[af]?$")  # 75, 86, 89, 120a
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _GFX = re.compile(r"^gfx[0-9]{3,4}[a-f0-9]?$")  # gfx1030, gfx1100, gfx1151, gfx90a
 
 # Compute capability (nvidia-smi --query-gpu=compute_cap) -> CMAKE_CUDA_ARCHITECTURES entry. Blackwell consumer
@@ -65,6 +66,7 @@ class BuildPaths:
     source_dir: str
     prefix_root: str = "/opt/llamafleet/llama.cpp"
     cache_root: str = "/var/cache/llamafleet"
+    ccache_dir: str | None = None  # default: <cache_root>/ccache (one per host, shared by its backends)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,8 @@ class BuildTarget:
     cuda_arch: tuple[str, ...] = ()  # CMAKE_CUDA_ARCHITECTURES entries: "75", "86", "89", "120a"
     gfx_targets: tuple[str, ...] = ()  # GPU_TARGETS for HIP: "gfx1151"
     toolchain: ToolchainPlan | None = None  # CUDA only: the plan generators.toolchain chose for this host
+    env: tuple[tuple[str, str], ...] = ()  # exported before the build (the distro's CUDA_HOME, ROCM_PATH)
+    path: tuple[str, ...] = ()  # prepended to PATH (the toolkit's bin: nvcc, hipconfig are not on it by default)
 
     @property
     def version(self) -> str:
@@ -101,7 +105,7 @@ def paths_for(target: BuildTarget, paths: BuildPaths) -> TargetPaths:
         source_dir=paths.source_dir,
         prefix=f"{paths.prefix_root}/{target.version}",
         build_dir=f"{paths.cache_root}/build/{target.version}",
-        ccache_dir=f"{paths.cache_root}/ccache",
+        ccache_dir=paths.ccache_dir or f"{paths.cache_root}/ccache",
         cache_root=paths.cache_root,
     )
 
@@ -136,6 +140,12 @@ def problems(target: BuildTarget) -> list[Problem]:
         found.append(
             Problem("gpu.cuda_arch", f"only the cuda backend takes a CUDA architecture (got {target.backend})")
         )
+    bad_env = [k for k, _ in target.env if not _ENV_NAME.match(k)]
+    if bad_env:
+        found.append(Problem("llamacpp.build_env", f"not environment variable names: {', '.join(bad_env)}"))
+    bad_path = [d for d in target.path if not d.startswith("/") or ":" in d]
+    if bad_path:
+        found.append(Problem("llamacpp.build_env", f"PATH entries must be absolute, without ':' ({', '.join(bad_path)})"))
     if target.backend == "hip" and not target.gfx_targets:
         found.append(Problem("gpu.gfx_target", "the hip backend needs the GPU target (e.g. gfx1151)"))
     elif target.backend != "hip" and target.gfx_targets:
@@ -194,7 +204,7 @@ def template_name(target: BuildTarget) -> str:
 
 def render_build(target: BuildTarget, paths: BuildPaths, bundle: BundleSettings | None = None) -> str:
     """The build (or bundle-extraction) script of one target; raises SpecError before rendering bad input."""
-    from generators.render import environment  # late: render may import this module when the lead wires it in
+    from generators.render import environment  # late: render imports this module
 
     validate(target)
     bundle = bundle or BundleSettings()

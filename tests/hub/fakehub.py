@@ -258,9 +258,9 @@ class _Server(ThreadingHTTPServer):
     hub: Hub
 
 
-def serve(hub: Hub) -> tuple[_Server, str]:
-    """Start the hub on 127.0.0.1 on a free port, in a daemon thread. Returns the server and its endpoint URL."""
-    server = _Server(("127.0.0.1", 0), _Handler)
+def serve(hub: Hub, port: int = 0) -> tuple[_Server, str]:
+    """Start the hub on 127.0.0.1 on ``port`` (0: a free one), in a daemon thread. Returns the server and its URL."""
+    server = _Server(("127.0.0.1", port), _Handler)
     server.hub = hub
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"

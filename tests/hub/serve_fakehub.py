@@ -1,10 +1,11 @@
 """Serve the fake hub on 127.0.0.1 for a manual or container run of roles/hf_models (not collected by pytest).
 
-    python tests/hub/serve_fakehub.py GGUF_PATH PORT_FILE
+    python tests/hub/serve_fakehub.py GGUF_PATH PORT_FILE [PORT]
 
 Repos: ``llamafleet/smollm2-GGUF`` (the model as ``SmolLM2-135M-Instruct-Q4_1.gguf`` and split in three parts under
 ``split/``) and the gated ``llamafleet/gated-GGUF``, open to the token ``hf_llamafleet_test``. Writes the endpoint
-URL to PORT_FILE and serves until killed.
+URL to PORT_FILE and serves until killed, on PORT when given (the Molecule hub scenario's host_vars name it), else
+on a free port.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def main() -> None:
         },
         valid_tokens=frozenset({TOKEN}),
     )
-    _, endpoint = serve(hub)
+    _, endpoint = serve(hub, int(sys.argv[3]) if len(sys.argv) > 3 else 0)
     Path(sys.argv[2]).write_text(endpoint + "\n")
     while True:
         time.sleep(3600)

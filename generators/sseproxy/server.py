@@ -189,7 +189,9 @@ class Proxy:
     async def context(self, app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: the client session and the health monitor live as long as the app."""
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None),
+            # No idle keep-alive connections to the upstream: llama-server's shutdown waits for open
+            # connections, so a pooled one held a `systemctl restart` until SIGKILL (30 s, bench/restart_window.py).
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, force_close=True),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             auto_decompress=False,  # bodies pass through as the upstream encoded them
             cookie_jar=aiohttp.DummyCookieJar(),

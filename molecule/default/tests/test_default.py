@@ -6,7 +6,9 @@ import pytest
 
 USER = "llama"
 UNIT = "llamafleet-main.service"
-PORT = 8080
+PROXY_UNIT = "llamafleet-sse-proxy.service"
+PORT = 8080  # the port agents use: the SSE-repair proxy's
+UPSTREAM_PORT = 9080  # llama-server's own, behind the proxy (its port + 1000)
 
 
 def user_systemctl(host, *args):
@@ -28,6 +30,38 @@ def post(host, path, body):
     return json.loads(out.stdout)
 
 
+def get(host, url):
+    """GET from inside the host: (status, body); an HTTP error status is an answer too."""
+    script = (
+        "import urllib.request,urllib.error\n"
+        "try:\n"
+        f"    r=urllib.request.urlopen({url!r},timeout=30); print(r.status); print(r.read().decode())\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    print(e.code); print(e.read().decode())\n"
+    )
+    out = host.run("python3 -c %s", script)
+    assert out.rc == 0, out.stderr
+    status, _, body = out.stdout.partition("\n")
+    return int(status), body
+
+
+def stream(host, body):
+    """POST a streamed chat completion from inside the host; the parsed JSON of every data: event."""
+    script = (
+        "import json,urllib.request\n"
+        f"r=urllib.request.Request('http://127.0.0.1:{PORT}/v1/chat/completions',data={json.dumps(body)!r}.encode(),"
+        "headers={'Content-Type':'application/json'})\n"
+        "events=[]\n"
+        "for line in urllib.request.urlopen(r,timeout=120):\n"
+        "    line=line.decode().strip()\n"
+        "    if line.startswith('data:') and line[5:].strip()!='[DONE]': events.append(json.loads(line[5:]))\n"
+        "print(json.dumps(events))\n"
+    )
+    out = host.run("python3 -c %s", script)
+    assert out.rc == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 def test_user_lingers(host):
     assert host.file(f"/var/lib/systemd/linger/{USER}").exists
 
@@ -41,8 +75,40 @@ def test_unit_active_and_enabled_as_user_unit(host):
 
 
 def test_health_is_200(host):
-    out = host.run(f"python3 -c \"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{PORT}/health').status)\"")
-    assert out.stdout.strip() == "200"
+    # llama-server's own /health, and the same through the proxy (it passes every other endpoint through).
+    for port in (UPSTREAM_PORT, PORT):
+        status, _ = get(host, f"http://127.0.0.1:{port}/health")
+        assert status == 200, port
+
+
+def test_proxy_unit_active_and_enabled_as_user_unit(host):
+    assert user_systemctl(host, "is-active", PROXY_UNIT).stdout.strip() == "active"
+    assert user_systemctl(host, "is-enabled", PROXY_UNIT).stdout.strip() == "enabled"
+    assert host.file(f"/home/{USER}/.config/systemd/user/{PROXY_UNIT}").user == USER
+    assert not host.file(f"/etc/systemd/system/{PROXY_UNIT}").exists
+
+
+def test_proxy_health_reports_upstream_ready(host):
+    status, body = get(host, f"http://127.0.0.1:{PORT}/proxy/health")
+    report = json.loads(body)
+    assert status == 200
+    assert report["ready"] is True and report["status"] == 200
+    assert report["upstream"] == f"http://127.0.0.1:{UPSTREAM_PORT}"
+
+
+def test_streamed_completion_through_the_proxy(host):
+    events = stream(host, {
+        "model": "local", "max_tokens": 24, "temperature": 0, "stream": True,
+        "messages": [{"role": "user", "content": "Name a colour."}],
+    })
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events if e.get("choices"))
+    assert len(events) > 1
+    assert text.strip()
+
+
+def test_other_endpoints_pass_through_the_proxy(host):
+    status, body = get(host, f"http://127.0.0.1:{PORT}/v1/models")
+    assert status == 200 and "local" in body
 
 
 def test_completion_returns_text(host):
@@ -81,12 +147,29 @@ def test_server_process_is_not_root(host):
         assert real == effective == uid != "0"
 
 
+def listeners(host, port):
+    """Local addresses of LISTEN (0A) sockets on a port, from /proc/net/tcp{,6}; 0100007F is 127.0.0.1."""
+    listening = host.run("awk '$4 == \"0A\" {print $2}' /proc/net/tcp /proc/net/tcp6").stdout.split()
+    return [a for a in listening if a.endswith(f":{port:04X}")]
+
+
+def socket_owner(host, port):
+    """The comm of the service user's process holding the LISTEN socket on a port, matched through
+    /proc/<pid>/fd (read as that user: root in a container without CAP_SYS_PTRACE cannot read its fds)."""
+    inodes = host.run(f"awk '$4 == \"0A\" && $2 ~ /:{port:04X}$/ {{print $10}}' /proc/net/tcp /proc/net/tcp6")
+    inode = inodes.stdout.split()[0]
+    found = host.run(f"runuser -u {USER} -- find /proc/[0-9]*/fd -lname 'socket:\\[{inode}\\]' 2>/dev/null")
+    fds = found.stdout.split()
+    assert fds, f"no process of {USER} holds the socket listening on {port}"
+    return host.file(f"/proc/{fds[0].split('/')[2]}/comm").content_string.strip()
+
+
 def test_listens_on_loopback_only(host):
-    # /proc/net/tcp: local address of LISTEN (0A) sockets; 0100007F is 127.0.0.1.
-    listening = host.run(f"awk '$4 == \"0A\" {{print $2}}' /proc/net/tcp /proc/net/tcp6").stdout.split()
-    port_hex = f"{PORT:04X}"
-    ours = [a for a in listening if a.endswith(":" + port_hex)]
-    assert ours == ["0100007F:" + port_hex]
+    # llama-server on 127.0.0.1:9080 only; the proxy on 127.0.0.1:8080 only (the port agents use).
+    assert listeners(host, UPSTREAM_PORT) == [f"0100007F:{UPSTREAM_PORT:04X}"]
+    assert listeners(host, PORT) == [f"0100007F:{PORT:04X}"]
+    assert socket_owner(host, UPSTREAM_PORT) == "llama-server"
+    assert socket_owner(host, PORT).startswith("python3")
 
 
 @pytest.mark.parametrize("path", ["/opt/llamafleet/llama.cpp/current/bin/llama-server"])

@@ -60,6 +60,9 @@ def playbook(inventory: Path, play: str, *extra: str) -> subprocess.CompletedPro
     result = subprocess.run([str(binary), "-i", str(inventory), str(REPO / play), *extra],
                             capture_output=True, text=True, env=env, cwd=REPO)
     print(f"{play} {' '.join(extra)}: rc={result.returncode} in {time.monotonic() - started:.0f} s")
+    log = Path(os.environ.get("LLAMAFLEET_UPGRADE_LOG", "/tmp/llamafleet-upgrade-test.log"))
+    with log.open("a") as out:  # the whole output: a rollout's story spans every host
+        out.write(f"\n===== {play} {' '.join(extra)}: rc={result.returncode}\n{result.stdout}\n{result.stderr}\n")
     print(result.stdout[-6000:])
     return result
 

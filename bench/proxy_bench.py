@@ -2,7 +2,7 @@
 
     python bench/proxy_bench.py [--rounds 3] [--events 20000] [--paced-interval-ms 10]
 
-A fast upstream (aiohttp, in this process, in a thread of its own) streams chat-completion chunks that look like
+A fast upstream (aiohttp, in a process of its own) streams chat-completion chunks that look like
 code generation (newlines, quotes, non-ASCII, a backslash escape cut in two), one write per event as llama-server
 does, each stamped with the time it was sent. A lean client (raw aiohttp reads, no JSON parsing) counts events
 and measures each one's latency. Every measurement is taken twice, directly and through the proxy (the real
@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -73,32 +73,39 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def start_upstream(port: int) -> None:
-    async def main() -> None:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", chat)
-        app.router.add_get("/health", health)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        await asyncio.Event().wait()
+async def serve_upstream(port: int) -> None:
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()
 
-    threading.Thread(target=asyncio.run, args=(main(),), daemon=True).start()
+
+def start(cmd: list[str], ready_url: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(ready_url, timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"{cmd} did not become ready")
+
+
+def start_upstream(port: int) -> subprocess.Popen[bytes]:
+    """The upstream runs in a process of its own, on the same event loop the proxy gets (uvloop when installed)."""
+    return start([sys.executable, __file__, "--upstream-only", str(port)], f"http://127.0.0.1:{port}/health")
 
 
 def start_proxy(port: int, upstream: int) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "generators.sseproxy", "--listen", f"127.0.0.1:{port}"]
     cmd += ["--upstream", f"http://127.0.0.1:{upstream}", "--log-level", "WARNING"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/proxy/health", timeout=1) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("proxy did not become ready")
+    return start(cmd, f"http://127.0.0.1:{port}/proxy/health")
 
 
 # --- the client -------------------------------------------------------------------------------------------------
@@ -210,16 +217,27 @@ def main() -> int:
     p.add_argument("--events", type=int, default=20000, help="events per saturated measurement (all streams)")
     p.add_argument("--paced-events", type=int, default=300, help="events per stream when paced")
     p.add_argument("--paced-interval-ms", type=float, default=10.0, help="time between a paced stream's events")
+    p.add_argument("--upstream-only", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.upstream_only:
+        sys.path.insert(0, str(REPO))
+        from generators.sseproxy.__main__ import run as run_loop  # the proxy's own choice of event loop
+
+        run_loop(serve_upstream(args.upstream_only))
+        return 0
     up_port, proxy_port = free_port(), free_port()
-    start_upstream(up_port)
+    upstream = start_upstream(up_port)
     proxy = start_proxy(proxy_port, up_port)
     try:
-        print(f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}; {len(TOKENS)}-token code-like stream")
+        print(
+            f"cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}; {len(TOKENS)}-token code-like stream; "
+            f"event loop {'uvloop' if importlib.util.find_spec('uvloop') else 'asyncio'}"
+        )
         asyncio.run(run(args, f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{proxy_port}", proxy.pid))
     finally:
-        proxy.terminate()
-        proxy.wait(10)
+        for proc in (proxy, upstream):
+            proc.terminate()
+            proc.wait(10)
     return 0
 
 

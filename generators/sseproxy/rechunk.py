@@ -222,6 +222,23 @@ def loads(data: bytes) -> Any:
     return json.loads(data.decode("utf-8", "surrogateescape"))
 
 
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _closed(data: bytes) -> bool:
+    """True when no string in this JSON can end inside an escape or a character, whatever it holds.
+
+    In a JSON text, two backslashes in a row only come from the ``\\\\`` escape (a backslash in the string);
+    a surrogate only from a ``\\u`` escape; a cut UTF-8 character only as bytes that do not decode.
+    """
+    return b"\\\\" not in data and b"\\u" not in data and (data.isascii() or _utf8(data))
+
+
 def sse_event(obj: Any) -> bytes:
     return b"data: " + dumps(obj) + b"\n\n"
 
@@ -286,6 +303,36 @@ class StreamRechunker:
         if self._raw:
             return data
         self._buf += data
+        end = self._buf.rfind(b"\n\n") + 2
+        block = bytes(self._buf[:end]) if end > 1 and b"\r" not in self._buf else b""
+        if block and self._untouched(block):
+            out = block  # the common case: every whole event goes on as it is, in one piece
+            del self._buf[:end]
+        else:
+            out = self._events()
+        if len(self._buf) > self.options.max_event_bytes:
+            out += self._flush_all() + bytes(self._buf)
+            self._buf.clear()
+            self._raw = True
+        return out
+
+    def _untouched(self, block: bytes) -> bool:
+        """True when no event of ``block`` (whole "\n"-framed events) can change, so it goes on in one piece.
+
+        Only a decoded backslash (``\\\\`` in the JSON), a ``\\u`` escape (which may be a surrogate) or bytes
+        that are not valid UTF-8 can leave a fragment open; a held tail, brace splitting and dropped keep-alive
+        comments need the events one by one.
+        """
+        if not self.repair:
+            return True
+        if self._held or self.options.split_open_brace:
+            return False
+        if self.options.keepalive == "drop" and (block.startswith(b":") or b"\n:" in block):
+            return False
+        return _closed(block)
+
+    def _events(self) -> bytes:
+        """Split the buffer into whole events and re-chunk each; the unterminated rest stays buffered."""
         out = bytearray()
         if b"\r" not in self._buf:  # llama-server's framing: events end with a blank "\n" line
             *events, rest = bytes(self._buf).split(b"\n\n")
@@ -298,11 +345,6 @@ class StreamRechunker:
                 out += self._event(bytes(self._buf[start : m.end()]), m.end() - m.start())
                 start = m.end()
             del self._buf[:start]
-        if len(self._buf) > self.options.max_event_bytes:
-            out += self._flush_all()
-            out += self._buf
-            self._buf.clear()
-            self._raw = True
         return bytes(out)
 
     def finish(self) -> bytes:
@@ -342,8 +384,8 @@ class StreamRechunker:
             data = b"\n".join(datas)
         if data == b"[DONE]":
             return self._flush_all() + raw
-        if not self._held and not self.options.split_open_brace and b"\\" not in data and data.isascii():
-            return raw  # no escape, no multi-byte character, nothing held: nothing can change
+        if not self._held and not self.options.split_open_brace and _closed(data):
+            return raw  # no backslash or \\u escape in any string, valid UTF-8, nothing held: nothing can change
         try:
             chunk = loads(data)
         except ValueError:

@@ -204,7 +204,8 @@ class Proxy:
         await self.session.close()
 
     async def health(self, request: web.Request) -> web.Response:
-        report = {"proxy": "ok", **self.state.report(self.cfg.upstream)}
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # "uvloop" or "asyncio"
+        report = {"proxy": "ok", "event_loop": loop, **self.state.report(self.cfg.upstream)}
         return web.json_response(report, status=200 if self.state.ready.is_set() else 503)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:

@@ -158,6 +158,19 @@ def test_unchanged_stream_passes_byte_for_byte() -> None:
     assert run(data, piece=3) == data
 
 
+def test_events_that_cannot_leave_a_fragment_open_go_on_unparsed_and_the_others_are_repaired() -> None:
+    plain = content_events(["def f():\n", '    return "caf\u00e9"', "\t}"])  # JSON escapes \n \" \t, UTF-8
+    assert b"\\n" in b"".join(plain) and b'\\"' in b"".join(plain)
+    cut = content_events(["a\\", "nb"])  # a text whose backslash is cut from its n
+    r = StreamRechunker()
+    out = r.feed(b"".join(plain))
+    assert out == b"".join(plain)
+    assert r.events_changed == 0
+    out += r.feed(b"".join(cut)) + r.finish()
+    assert r.events_changed == 2
+    assert fragments(events_of(out))[(0, "content")] == ["def f():\n", '    return "caf\u00e9"', "\t}", "a", "\\nb"]
+
+
 def test_held_tail_goes_out_before_finish_and_done() -> None:
     out = run(b"".join(tool_call_events(['{"content": "a\\', "n\\u00", "e9\\"])))
     evs = events_of(out)
@@ -309,7 +322,7 @@ TOKENS = st.sampled_from(
 @given(
     parts=st.lists(TOKENS, min_size=1, max_size=40),
     cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
-    piece=st.integers(min_value=1, max_value=64),
+    piece=st.one_of(st.integers(min_value=1, max_value=64), st.just(1 << 20)),  # TCP-sized reads, or all at once
     as_tool=st.booleans(),
 )
 def test_random_resplits_reassemble_exactly(parts: list[str], cuts: list[int], piece: int, as_tool: bool) -> None:

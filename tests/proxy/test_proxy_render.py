@@ -144,10 +144,18 @@ def test_role_copies_exactly_the_package_files() -> None:
     assert on_disk == set(FILES)
 
 
-def test_package_imports_only_the_standard_library_and_aiohttp() -> None:
+def test_package_imports_only_the_standard_library_and_aiohttp_and_uvloop_only_if_present() -> None:
     allowed = set(sys.stdlib_module_names) | {"aiohttp", "yarl"}  # yarl is aiohttp's own URL type
     for name in FILES:
         tree = ast.parse((REPO / "generators/sseproxy" / name).read_text())
+        guarded = {  # imports inside `try: ... except ImportError:` (optional speed-ups)
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Try)
+            and any(isinstance(h.type, ast.Name) and h.type.id == "ImportError" for h in node.handlers)
+            for stmt in node.body
+            for inner in ast.walk(stmt)
+        }
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 mods = [a.name for a in node.names]
@@ -156,15 +164,21 @@ def test_package_imports_only_the_standard_library_and_aiohttp() -> None:
             else:
                 continue
             for mod in mods:
+                if mod == "uvloop":
+                    assert id(node) in guarded, f"{name}: uvloop must stay optional"
+                    continue
                 assert mod.split(".")[0] in allowed or mod.startswith("generators.sseproxy"), (name, mod)
 
 
-def test_package_runs_on_its_own_as_installed(tmp_path: Path) -> None:
-    """The files the role copies, alone under a PYTHONPATH root, run and answer /proxy/health."""
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_package_runs_on_its_own_as_installed(tmp_path: Path, loop: str) -> None:
+    """The files the role copies, alone under a PYTHONPATH root, run and answer /proxy/health, with or without uvloop."""
     pkg = tmp_path / "generators" / "sseproxy"
     pkg.mkdir(parents=True)
     for name in FILES:
         shutil.copy(REPO / "generators/sseproxy" / name, pkg / name)
+    if loop == "asyncio":  # a host without uvloop
+        (tmp_path / "uvloop.py").write_text("raise ImportError('no uvloop on this host')\n")
     port = free_port()
     cmd = [sys.executable, "-m", "generators.sseproxy", "--listen", f"127.0.0.1:{port}"]
     cmd += ["--upstream", f"http://127.0.0.1:{free_port()}", "--wait-timeout", "1"]
@@ -181,6 +195,7 @@ def test_package_runs_on_its_own_as_installed(tmp_path: Path) -> None:
                 time.sleep(0.05)
         assert status == 503
         assert b'"ready": false' in body
+        assert f'"event_loop": "{loop}"'.encode() in body
     finally:
         proc.terminate()
         proc.wait(10)

@@ -94,6 +94,7 @@ def test_proxy_health_reports_upstream_ready(host):
     assert status == 200
     assert report["ready"] is True and report["status"] == 200
     assert report["upstream"] == f"http://127.0.0.1:{UPSTREAM_PORT}"
+    assert report["event_loop"] == "uvloop"  # the distribution's python3-uvloop, installed by the role
 
 
 def test_streamed_completion_through_the_proxy(host):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.version import Version
 
 from generators.backends import (
@@ -106,6 +107,16 @@ def test_toolchain_plans_reach_the_script() -> None:
     assert "CUDAHOSTCXX" not in render_build(TARGETS["cuda-89-rtx4090"], PATHS)
     bundle = render_build(TARGETS["cuda-75-bundle"], PATHS)
     assert "ghcr.io/ggml-org/llama.cpp:full-cuda13-b11434" in bundle and "cmake" not in bundle
+
+
+def test_the_llamacpp_role_installs_the_extractor_where_the_bundle_script_runs_it() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    bundle = render_build(TARGETS["cuda-75-bundle"], PATHS)
+    role_vars = yaml.safe_load((repo / "roles/llamacpp/vars/main.yml").read_text())
+    installed = role_vars["__llamacpp_bundle_py"].replace("{{ __llamacpp_manifest.cache_root }}", PATHS.cache_root)
+    assert f"python3 {installed} " in bundle
+    source = yaml.safe_load((repo / "roles/llamacpp/defaults/main.yml").read_text())["llamacpp_bundle_src"]
+    assert (repo / "roles/llamacpp" / source.replace("{{ role_path }}/", "")).resolve() == repo / "generators/bundle.py"
 
 
 def test_hip_takes_compiler_and_root_from_hipconfig() -> None:

@@ -3,7 +3,7 @@
 A fresh render must be byte-identical to tests/golden/<host>/..., file modes included (kept in
 tests/golden/<host>/MODES). After an intended change, regenerate and review the diff:
 
-    UPDATE_GOLDEN=1 /work/tmp/venv/bin/python -m pytest tests/test_golden.py -q
+    UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py -q
     git diff tests/golden
 """
 

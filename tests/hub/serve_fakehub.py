@@ -3,8 +3,8 @@
     python tests/hub/serve_fakehub.py GGUF_PATH PORT_FILE [PORT]
 
 Repos: ``llamafleet/smollm2-GGUF`` (the model as ``SmolLM2-135M-Instruct-Q4_1.gguf`` and split in three parts under
-``split/``) and the gated ``llamafleet/gated-GGUF``, open to the token ``hf_llamafleet_test``. Writes the endpoint
-URL to PORT_FILE and serves until killed, on PORT when given (the Molecule hub scenario's host_vars name it), else
+``split/``) and the gated ``llamafleet/gated-GGUF`` (the same model under two names), open to the token
+``hf_llamafleet_test``. Writes the endpoint URL to PORT_FILE and serves until killed, on PORT when given (the Molecule hub scenario's host_vars name it), else
 on a free port.
 """
 
@@ -34,7 +34,13 @@ def main() -> None:
                 }
             ),
             "llamafleet/gated-GGUF": Repo(
-                files={"SmolLM2-135M-Instruct-Q4_1.gguf": HubFile(data)}, gated=True, granted_tokens=frozenset({TOKEN})
+                files={
+                    "SmolLM2-135M-Instruct-Q4_1.gguf": HubFile(data),
+                    # the model a host switches to in the Molecule hub scenario (a new name: a new local file)
+                    "SmolLM2-135M-Instruct-gated.Q4_1.gguf": HubFile(data),
+                },
+                gated=True,
+                granted_tokens=frozenset({TOKEN}),
             ),
         },
         valid_tokens=frozenset({TOKEN}),

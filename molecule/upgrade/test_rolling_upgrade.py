@@ -53,12 +53,12 @@ def inventory(tmp_path_factory):
         podman("rm", "-f", name, check=False)
 
 
-def playbook(inventory: Path, play: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def playbook(inventory: Path, play: str, *extra: str, wrap: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     binary = Path(sys.executable).with_name("ansible-playbook")
     env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
     started = time.monotonic()
-    result = subprocess.run([str(binary), "-i", str(inventory), str(REPO / play), *extra],
-                            capture_output=True, text=True, env=env, cwd=REPO)
+    result = subprocess.run([*wrap, str(binary), "-i", str(inventory), str(REPO / play), *extra],
+                            check=False, capture_output=True, text=True, env=env, cwd=REPO)
     print(f"{play} {' '.join(extra)}: rc={result.returncode} in {time.monotonic() - started:.0f} s")
     log = Path(os.environ.get("LLAMAFLEET_UPGRADE_LOG", "/tmp/llamafleet-upgrade-test.log"))
     with log.open("a") as out:  # the whole output: a rollout's story spans every host
@@ -109,14 +109,24 @@ def serving(name: str) -> None:
 
 
 def test_rolling_upgrade_then_rigged_failure_rolls_back_and_stops(inventory):
-    first = playbook(inventory, "site.yml", "-e", f"preflight_llamacpp_build={BUILD_A}")
+    # One host first: the other two then build from its ccache (a cold build on 2 cores takes ~10 min).
+    first = playbook(inventory, "site.yml", "-e", f"preflight_llamacpp_build={BUILD_A}", "-l", HOSTS[0])
     assert first.returncode == 0
+    rest = playbook(inventory, "site.yml", "-e", f"preflight_llamacpp_build={BUILD_A}", "-l", ",".join(HOSTS[1:]))
+    assert rest.returncode == 0
     for name in HOSTS:
         assert current(name) == f"{PREFIX}/b{BUILD_A}-cpu"
         serving(name)
 
-    upgrade = playbook(inventory, "playbooks/upgrade.yml", "-e", f"llamacpp_build={BUILD_B}")
-    assert upgrade.returncode == 0
+    # The whole rollout, with two clients per host sending all along: straight to llama-server and through
+    # the proxy (bench/rollout_window.py prints the windows; the proxy's clients must see no failure).
+    window = (sys.executable, str(REPO / "bench/rollout_window.py"), "--hosts", ",".join(HOSTS), "--")
+    upgrade = playbook(inventory, "playbooks/upgrade.yml", "-e", f"llamacpp_build={BUILD_B}", wrap=window)
+    measured = json.loads(upgrade.stdout.strip().splitlines()[-1])
+    assert measured["rc"] == 0
+    for name in HOSTS:
+        proxy = measured["hosts"][name]["proxy"]
+        assert proxy["sent"] > 0 and proxy["failed"] == 0, (name, proxy)
     for name in HOSTS:
         assert current(name) == f"{PREFIX}/b{BUILD_B}-cpu"
         serving(name)

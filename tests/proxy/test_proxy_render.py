@@ -144,6 +144,11 @@ def test_role_copies_exactly_the_package_files() -> None:
     assert on_disk == set(FILES)
 
 
+def test_llama_server_role_retires_the_unit_the_proxy_is_installed_as() -> None:
+    role_vars = yaml.safe_load((REPO / "roles/llama_server/vars/main.yml").read_text())
+    assert role_vars["__llama_server_proxy_unit"] == UNIT_NAME
+
+
 def test_package_imports_only_the_standard_library_and_aiohttp_and_uvloop_only_if_present() -> None:
     allowed = set(sys.stdlib_module_names) | {"aiohttp", "yarl"}  # yarl is aiohttp's own URL type
     for name in FILES:

@@ -1,6 +1,7 @@
 """The Vulkan test host: llama-server built with the Vulkan backend, running every layer on lavapipe (Vulkan0)."""
 
 import json
+import re
 import time
 
 USER = "llama"
@@ -10,7 +11,9 @@ PREFIX = "/opt/llamafleet/llama.cpp/b11434-vulkan"
 
 
 def user_systemctl(host, *args):
-    return host.run("systemctl --user -M %s@ %s", USER, " ".join(args))
+    """systemctl --user as the service user, against its own systemd instance."""
+    uid = host.run("id -u %s", USER).stdout.strip()
+    return host.run(f"runuser -u {USER} -- env XDG_RUNTIME_DIR=/run/user/{uid} systemctl --user " + " ".join(args))
 
 
 def http(host, path, body=None, timeout=300):
@@ -83,3 +86,5 @@ def test_the_server_runs_on_vulkan0(host):
     assert "using device Vulkan0" in log, log[-4000:]
     assert "Vulkan0 model buffer size" in log, log[-4000:]
     assert "llvmpipe" in log
+    offloaded = re.findall(r"offloaded (\d+)/(\d+) layers to GPU", log)
+    assert offloaded and offloaded[-1][0] == offloaded[-1][1], offloaded  # every layer on Vulkan0

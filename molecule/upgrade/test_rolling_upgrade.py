@@ -135,15 +135,17 @@ def test_rolling_upgrade_then_rigged_failure_rolls_back_and_stops(inventory):
     assert again.returncode == 0
     assert "changed=0" in again.stdout.split("PLAY RECAP")[-1]
 
-    # Rig host 2: its build A crashes at start but still answers --help like the real binary.
+    # Rig host 2: its build A crashes at start but answers --help and --list-devices like the real binary, so
+    # the flag and device checks pass and only the restart's health check and probes can catch it.
     rigged = f"{PREFIX}/b{BUILD_A}-cpu/bin/llama-server"
     host2 = testinfra.get_host("podman://lf-up2")
     assert host2.run(f"mv {rigged} {rigged}.real && printf '%s\\n' '#!/bin/sh' "
-                     f"'case \" $* \" in *\" --help \"*) exec {rigged}.real --help ;; esac' 'exit 1' > {rigged} "
-                     f"&& chmod 755 {rigged}").rc == 0
+                     f"'case \" $* \" in *\" --help \"*|*\" --list-devices \"*) exec {rigged}.real \"$@\" ;; esac' "
+                     f"'exit 1' > {rigged} && chmod 755 {rigged}").rc == 0
 
     host3_before = untouched_marks("lf-up3")
-    rollout = playbook(inventory, "playbooks/upgrade.yml", "-e", f"llamacpp_build={BUILD_A}")
+    rollout = playbook(inventory, "playbooks/upgrade.yml", "-e", f"llamacpp_build={BUILD_A}",
+                       "-e", "rollout_health_timeout=60")  # the model loads in seconds: roll back after a minute
     assert rollout.returncode != 0
     assert f"host lf-up2: upgrade to b{BUILD_A}-cpu failed" in rollout.stdout
     assert f"rolled back to b{BUILD_B}-cpu" in rollout.stdout

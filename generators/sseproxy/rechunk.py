@@ -319,9 +319,7 @@ class StreamRechunker:
     def _untouched(self, block: bytes) -> bool:
         """True when no event of ``block`` (whole "\n"-framed events) can change, so it goes on in one piece.
 
-        Only a decoded backslash (``\\\\`` in the JSON), a ``\\u`` escape (which may be a surrogate) or bytes
-        that are not valid UTF-8 can leave a fragment open; a held tail, brace splitting and dropped keep-alive
-        comments need the events one by one.
+        See :func:`_closed`; a held tail, brace splitting and dropped keep-alive comments need the events one by one.
         """
         if not self.repair:
             return True

@@ -32,7 +32,7 @@ declare -A deps=(
 )
 
 render() {  # render BACKEND OUT
-  (cd "$repo" && "$python" -m generators.backends --host bench render --backend "$1" --build "$build" \
+  (cd "$repo" && "$python" -m generators render-build --host bench --backend "$1" --build "$build" \
     --source-dir /src --prefix-root /opt/lf --cache-root /cache --no-native --out "$2")
 }
 

@@ -5,7 +5,7 @@
 The seed models cannot be read offline (no hub here). Their entries are estimates: architecture numbers from the
 model cards, tensor bytes spread over the layers in proportion to parameter counts, scaled to the file size (or the
 weight total) the seeds report. Each entry says so (provenance: estimate, basis: ...); replace one with the real
-header when online: python -m generators.fit.catalog refresh <file>.
+header when online: python -m generators catalog refresh <file>.
 """
 
 import os
@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from generators.fit import catalog
-from generators.fit.gguf_facts import ModelFacts, read_facts
+from generators.plan.fit import catalog
+from generators.plan.fit.gguf_facts import ModelFacts, read_facts
 
 GB = 10**9; MiB = 1 << 20
 

@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT / "tests" / "fit"))
 
 from fit_harness import Shape, mib, server_buffers, write_model
 
-from generators.fit.gguf_facts import read_facts
-from generators.fit.planner import Config, Memory, compute_buffer, cpu_repack, kv_cache, recurrent_state, weights
+from generators.plan.fit.gguf_facts import read_facts
+from generators.plan.fit.planner import Config, Memory, compute_buffer, cpu_repack, kv_cache, recurrent_state, weights
 
 SHAPES = {
     "llama": Shape("llama", weight_type="Q8_0"),

@@ -1,19 +1,39 @@
-"""``python -m generators``: render a host's files for reading before deploying."""
+"""``python -m generators``: render a host's files for reading before deploying, and the tools around it.
+
+Commands:
+
+- ``render``: write the files the roles install for one host (every check first, memory fit included);
+- ``fit``: each server's memory plan (MiB per component, headroom), as a table or JSON;
+- ``catalog``: the offline model header facts (``list``, ``refresh``, ``add``);
+- ``toolchain``: the CUDA toolchain plan for given versions, or the host probe script (``--print-probe``);
+- ``render-build``: one backend's build script from explicit settings;
+- ``check-devices``: whether ``llama-server --list-devices`` output lists the expected device.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from generators.errors import SpecError
-from generators.fit.check import check_host_fits
-from generators.fit.cli import add_parser as add_fit_parser
+from generators.errors import Problem, SpecError
+from generators.facts.devices import check_device
+from generators.facts.toolchain import HostCompiler, HostToolchain, from_probe, parse_compiler, parse_version
 from generators.inventory import host_vars
-from generators.render import RenderedFile, render_host
-from generators.spec import parse_host
+from generators.pipeline import plan_hostvars, render_hostvars
+from generators.plan.backends import BACKENDS, BuildPaths, BuildTarget, cuda_arches_from_probe
+from generators.plan.fit import catalog
+from generators.plan.fit.gguf_facts import hub_facts, read_facts
+from generators.plan.fit.planner import Plan
+from generators.plan.fit.servers import plan_servers
+from generators.plan.toolchain import resolve
+from generators.render import RenderedFile
+from generators.render.builds import render_build, render_probe
 
 
 def write_atomic(root: Path, item: RenderedFile) -> None:
@@ -33,27 +53,246 @@ def write_atomic(root: Path, item: RenderedFile) -> None:
         raise
 
 
+# --- render ---------------------------------------------------------------------------------------------------
+
+
 def cmd_render(args: argparse.Namespace) -> int:
-    spec = parse_host(args.host, host_vars(args.inventory, args.host))
-    for warning in check_host_fits(spec, args.host):  # a launch that cannot fit fails here (SpecError)
+    rendered = render_hostvars(args.host, host_vars(args.inventory, args.host))  # everything before any write
+    for warning in rendered.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    files = render_host(spec)  # everything is rendered before anything is written
     out = Path(args.out)
-    for item in files:
+    for item in rendered.files:
         write_atomic(out, item)
         print(out / item.path)
     return 0
 
 
+# --- fit ------------------------------------------------------------------------------------------------------
+
+FIT_HELP = """Model facts come from the offline catalog (generators/data/model_facts.yaml) by GGUF file name, or from a
+GGUF on this machine (--gguf NAME=PATH). The GPU's memory comes from the host description when it names a GPU
+with vram_gb; --vram-mib / --ram-mib override it and the host's RAM (for an APU, --vram-mib is its GTT pool).
+Unknown host RAM is shown but not checked. Servers on one host share its memory: each is planned in what the ones
+before it left. Exit status: 0 when every server fits, 3 when one does not (the table says what and by how much),
+2 for a bad host description."""
+
+
+def _fit_text(results: list[dict[str, Any]]) -> str:
+    if not results:
+        return "no llama-server on this host (no servers, or engine: ollama): nothing to plan"
+    out = []
+    for r in results:
+        out.append(f"== server {r['server']} ({r['model']})")
+        if r["fits"]:
+            plan: Plan = r["plan"]
+            out.append("flags: " + " ".join(plan.config.flags()))
+            out.append(plan.table())
+            if not r["ram_known"]:
+                out.append("(host RAM not described: pass --ram-mib to check it)")
+        else:
+            out.append(r["error"])
+    return "\n".join(out)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    local: dict[str, str] = {}
+    for item in args.gguf:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise SpecError(args.host, [Problem("--gguf", f"{item!r}: expected FILENAME=PATH")])
+        local[name] = path
+    plan = plan_hostvars(args.host, host_vars(args.inventory, args.host))
+    results = plan_servers(plan, args.vram_mib, args.ram_mib, args.margin_mib, local, args.launch)
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "plan"} for r in results], indent=2))
+    else:
+        print(_fit_text(results))
+    return 0 if all(r["fits"] for r in results) else 3
+
+
+def _add_fit(sub: Any) -> None:
+    p = sub.add_parser("fit", help="plan each server's memory (MiB per component, headroom) for one host",
+                       description=FIT_HELP)
+    p.add_argument("--inventory", required=True, help="inventory directory or file, e.g. inventories/demo")
+    p.add_argument("--host", required=True, help="inventory host name")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--vram-mib", type=int, help="GPU memory to plan for (an APU: its GTT pool); overrides the host")
+    p.add_argument("--ram-mib", type=int, help="host RAM to plan for; overrides the host description")
+    p.add_argument("--margin-mib", type=int, default=256, help="headroom to keep free on each device (default 256)")
+    p.add_argument("--gguf", action="append", default=[], metavar="FILENAME=PATH",
+                   help="read a model's facts from a local GGUF instead of the catalog (repeatable)")
+    p.add_argument("--launch", action="store_true",
+                   help="plan the command line render writes (its defaults pinned: -ngl 99, f16 KV, 2048/512), "
+                        "which is what render checks, instead of choosing the values the host leaves free")
+    p.set_defaults(func=cmd_fit)
+
+
+# --- catalog --------------------------------------------------------------------------------------------------
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    if args.catalog_command == "list":
+        for name, entry in catalog.entries().items():
+            print(f"{name:<60} {entry.get('provenance', '?'):<9} {entry.get('architecture')}")
+        return 0
+    if args.catalog_command == "refresh":
+        entry = catalog.entries().get(args.filename)
+        if entry is None or "hub" not in entry.get("source", {}):
+            print(f"{args.filename}: not in the catalog with a hub source", file=sys.stderr)
+            return 2
+        hub = entry["source"]["hub"]
+        # a host may keep the file under a local name; hub.file is then the name on the hub
+        facts = hub_facts(hub["repo"], hub.get("file", args.filename), hub.get("mmproj"), hub.get("revision"))
+        catalog.store(dataclasses.replace(facts, name=args.filename), entry["source"])
+        return 0
+    if args.path:
+        facts = read_facts(args.path, args.mmproj_path)
+        catalog.store(facts, {"path": str(args.path)})
+        return 0
+    if not (args.repo and args.file):
+        args.catalog_parser.error("add needs --repo and --file, or --path")
+    facts = hub_facts(args.repo, args.file, args.mmproj, args.revision)
+    hub = {"repo": args.repo, **({"mmproj": args.mmproj} if args.mmproj else {}),
+           **({"revision": args.revision} if args.revision else {})}
+    catalog.store(facts, {"hub": hub})
+    return 0
+
+
+def _add_catalog(sub: Any) -> None:
+    top = sub.add_parser("catalog", help="the offline model header facts the fit plans with",
+                         description=catalog.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    inner = top.add_subparsers(dest="catalog_command", required=True)
+    ref = inner.add_parser("refresh", help="re-read an entry's header from its source on the hub")
+    ref.add_argument("filename")
+    add = inner.add_parser("add", help="add an entry from the hub's header or a local file")
+    add.add_argument("--repo")
+    add.add_argument("--file")
+    add.add_argument("--mmproj")
+    add.add_argument("--revision")
+    add.add_argument("--path", help="a GGUF on this machine instead of the hub")
+    add.add_argument("--mmproj-path")
+    add.set_defaults(catalog_parser=add)
+    inner.add_parser("list", help="the catalog's entries and their provenance")
+    top.set_defaults(func=cmd_catalog)
+
+
+# --- toolchain ------------------------------------------------------------------------------------------------
+
+
+def cmd_toolchain(args: argparse.Namespace) -> int:
+    if args.print_probe:
+        sys.stdout.write(render_probe())
+        return 0
+    if args.probe_json:
+        host = from_probe(args.host, json.loads(args.probe_json.read_text(encoding="utf-8")))
+    else:
+        if not (args.gcc and args.glibc):
+            args.toolchain_parser.error("give --probe-json, or at least --gcc and --glibc")
+        host = HostToolchain(
+            host=args.host,
+            gcc=HostCompiler(parse_version(args.host, "gcc", args.gcc), "g++"),
+            glibc=parse_version(args.host, "glibc", args.glibc),
+            nvcc=None if args.nvcc is None else parse_version(args.host, "nvcc", args.nvcc),
+            alt_gccs=tuple(parse_compiler(args.host, spec) for spec in args.alt_gcc),
+            driver=None if args.driver is None else parse_version(args.host, "driver", args.driver),
+        )
+    plan = resolve(host)
+    print(json.dumps(plan.as_dict(), indent=2) if args.json else plan.describe())
+    return 0
+
+
+def _add_toolchain(sub: Any) -> None:
+    p = sub.add_parser("toolchain", help="choose how a host gets a CUDA llama.cpp from its toolchain versions",
+                       description="CUDA toolchain resolution: from the versions a host reports, choose how that "
+                                   "host gets a CUDA llama.cpp.")
+    p.add_argument("--host", default="localhost", help="host name used in messages")
+    p.add_argument("--probe-json", type=Path, help="the probe script's output (instead of the flags below)")
+    p.add_argument("--nvcc", help="nvcc version (omit when the host has none)")
+    p.add_argument("--gcc", help="system GCC version")
+    p.add_argument("--glibc", help="glibc version")
+    p.add_argument("--driver", help="NVIDIA driver version")
+    p.add_argument("--alt-gcc", action="append", default=[], metavar="VERSION[:CXX]", help="another GCC")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument("--print-probe", action="store_true", help="print the host probe script and exit")
+    p.set_defaults(func=cmd_toolchain, toolchain_parser=p)
+
+
+# --- render-build and check-devices ---------------------------------------------------------------------------
+
+
+def cmd_render_build(args: argparse.Namespace) -> int:
+    plan = None
+    arches = tuple(args.cuda_arch)
+    if args.backend == "cuda":
+        if args.probe_json is None:
+            print(f"host {args.host}: --probe-json is needed for the cuda backend", file=sys.stderr)
+            return 2
+        probe = json.loads(args.probe_json.read_text(encoding="utf-8"))
+        plan = resolve(from_probe(args.host, probe))
+        arches = arches or cuda_arches_from_probe(probe)
+        print(plan.describe(), file=sys.stderr)  # the plan and its reasons, before anything builds
+    target = BuildTarget(
+        host=args.host,
+        backend=args.backend,
+        build=args.build,
+        native=args.native,
+        targets=tuple(args.target or ["llama-server"]),
+        cuda_arch=arches,
+        gfx_targets=tuple(args.gfx_target),
+        toolchain=plan,
+    )
+    text = render_build(target, BuildPaths(args.source_dir, args.prefix_root, args.cache_root))
+    args.out.write_text(text, encoding="utf-8")
+    args.out.chmod(0o755)
+    return 0
+
+
+def _add_render_build(sub: Any) -> None:
+    p = sub.add_parser("render-build", help="render one backend's build script")
+    p.add_argument("--host", default="localhost", help="host name used in messages")
+    p.add_argument("--backend", required=True, choices=BACKENDS)
+    p.add_argument("--build", required=True, type=int)
+    p.add_argument("--source-dir", required=True)
+    p.add_argument("--prefix-root", default=BuildPaths.prefix_root)
+    p.add_argument("--cache-root", default=BuildPaths.cache_root)
+    p.add_argument("--target", action="append", default=[], help="repeat; default llama-server")
+    p.add_argument("--no-native", dest="native", action="store_false")
+    p.add_argument("--cuda-arch", action="append", default=[], help="repeat; default: the probe's GPUs")
+    p.add_argument("--gfx-target", action="append", default=[])
+    p.add_argument("--probe-json", type=Path, help="build-probe-toolchain.sh output (cuda)")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_render_build)
+
+
+def cmd_check_devices(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if str(args.listing) == "-" else args.listing.read_text(encoding="utf-8")
+    result = check_device(args.host, text, None if args.expected == "none" else args.expected)
+    print(result.message, file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _add_check_devices(sub: Any) -> None:
+    p = sub.add_parser("check-devices", help="does `llama-server --list-devices` output list the expected device?")
+    p.add_argument("--host", default="localhost", help="host name used in messages")
+    p.add_argument("--expected", required=True, help="CUDA0, Vulkan1, ROCm0, ...; 'none' for a CPU build")
+    p.add_argument("listing", type=Path, help="file holding the output ('-': stdin)")
+    p.set_defaults(func=cmd_check_devices)
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m generators", description=__doc__)
+    top = argparse.ArgumentParser(prog="python -m generators", description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = top.add_subparsers(dest="command", required=True)
     render = sub.add_parser("render", help="write the files the roles install for one host")
     render.add_argument("--inventory", required=True, help="inventory directory or file, e.g. inventories/demo")
     render.add_argument("--host", required=True, help="inventory host name")
     render.add_argument("--out", required=True, help="directory to write into (created if absent)")
     render.set_defaults(func=cmd_render)
-    add_fit_parser(sub)
+    _add_fit(sub)
+    _add_catalog(sub)
+    _add_toolchain(sub)
+    _add_render_build(sub)
+    _add_check_devices(sub)
     return top
 
 

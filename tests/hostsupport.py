@@ -8,9 +8,12 @@ from typing import Any
 
 import yaml
 
+from generators.facts import HostFacts, facts_from_spec
 from generators.inventory import host_vars
-from generators.render import RenderedFile, render_host
-from generators.spec import Host, parse_host
+from generators.pipeline import plan_hostvars, render_plan
+from generators.plan import HostPlan, plan_host
+from generators.render import RenderedFile
+from generators.spec import Host
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "inventories" / "example"
@@ -28,7 +31,17 @@ def raw_vars(host: str, inventory: Path = EXAMPLE) -> dict[str, Any]:
 
 
 def parse(host: str, inventory: Path = EXAMPLE) -> Host:
-    return parse_host(host, host_vars(inventory, host))
+    """A host's typed description, after every check the render runs (SpecError otherwise)."""
+    return plan_hostvars(host, host_vars(inventory, host)).spec
+
+
+def facts_of(spec: Host, name: str = "host") -> HostFacts:
+    return facts_from_spec(spec, name)
+
+
+def plan_of(spec: Host, name: str = "host") -> HostPlan:
+    """The plan of a typed description (raises SpecError for problems across fields)."""
+    return plan_host(spec, facts_from_spec(spec, name), name)
 
 
 def parse_tweaked(host: str, change: dict[str, Any], inventory: Path = EXAMPLE) -> Host:
@@ -43,8 +56,14 @@ def parse_tweaked(host: str, change: dict[str, Any], inventory: Path = EXAMPLE) 
                 base[key] = value
 
     deep(data["llamafleet"], change)
-    return parse_host(host, data)
+    return plan_hostvars(host, data).spec
+
+
+def render_spec(spec: Host, name: str = "host") -> dict[str, RenderedFile]:
+    """Every file of a typed description, the manifest included."""
+    files, _ = render_plan(plan_of(spec, name))
+    return {f.path: f for f in files}
 
 
 def render(host: str, inventory: Path = EXAMPLE) -> dict[str, RenderedFile]:
-    return {f.path: f for f in render_host(parse(host, inventory))}
+    return render_spec(parse(host, inventory), host)

@@ -15,10 +15,9 @@ from pathlib import Path as _Path
 import pytest
 
 _sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
-from hostsupport import ROOT, parse_tweaked
+from hostsupport import ROOT, parse_tweaked, plan_of
 
-from generators.layout import Layout
-from generators.render import manifest, render_host
+from generators.pipeline import render_plan
 
 PLAYBOOK = """---
 - name: Merge agent client configs
@@ -32,10 +31,10 @@ PLAYBOOK = """---
 
 def run_role(tmp_path: Path, home: Path, host: str = "strix-halo") -> subprocess.CompletedProcess[str]:
     spec = parse_tweaked(host, {"clients": {"user": "root"}})
-    files = render_host(spec)
+    files, manifest = render_plan(plan_of(spec, host))
     rendered = {
         "files": {f.path: {"content": f.content, "mode": f.mode} for f in files},
-        "manifest": manifest(spec, Layout(spec)),
+        "manifest": manifest,
     }
     (tmp_path / "vars.json").write_text(json.dumps({"preflight_rendered": rendered, "agent_clients_home": str(home)}))
     (tmp_path / "play.yml").write_text(PLAYBOOK)

@@ -12,7 +12,7 @@ import yaml
 _sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
 from hostsupport import render
 
-from generators.clients import CLIENTS
+from generators.plan.clients import CLIENTS
 from generators.merge import MergeError, merge, merge_text
 
 USER_OPENCODE = {

@@ -86,5 +86,5 @@ def test_model_unknown_offline_warns_once_and_preflight_passes(tmp_path):
     warnings = [line for line in result.stderr.splitlines() if "memory fit" in line]
     assert len(warnings) == 1, result.stderr
     assert "host t1200" in warnings[0] and "mystery-3b-q4_k_m.gguf" in warnings[0]
-    assert "python -m generators.fit.catalog add" in warnings[0]
+    assert "python -m generators catalog add" in warnings[0]
     assert "UNREACHABLE" in result.stdout  # past preflight: the next play tried the (unreachable on purpose) host

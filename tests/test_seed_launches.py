@@ -16,10 +16,9 @@ from pathlib import PurePosixPath
 import pytest
 
 _sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
-from hostsupport import parse, parse_tweaked
+from hostsupport import parse, parse_tweaked, plan_of
 
-from generators.flags import server_argv, server_env
-from generators.layout import Layout
+from generators.plan.proxy import fronted_server
 from generators.spec import Host
 
 LONG = {
@@ -75,8 +74,7 @@ def seed(command: str, **replace: str | None) -> dict[str, str | None]:
 
 
 def rendered(host: Host, server: str = "main") -> dict[str, str | None]:
-    running = next(s for s in host.active_servers if s.name == server)
-    return normalise(server_argv(host, running, Layout(host))[1:])
+    return normalise(list(plan_of(host).server(server).argv[1:]))
 
 
 SEED_000 = """llama-server --model qwen2.5-3b-q4_k_m.gguf
@@ -106,7 +104,8 @@ def test_000_t1200_vulkan1_with_big_batches() -> None:
     # the port OpenCode uses, so llama-server itself moves behind it to 127.0.0.1:9080 (its port + 1000).
     host = parse("t1200-laptop")
     assert rendered(host) == seed(SEED_000, port="9080")
-    assert host.proxied_server is not None and (host.proxied_server.host, host.proxied_server.port) == ("127.0.0.1", 8080)
+    fronted = fronted_server(host)
+    assert fronted is not None and (fronted.host, fronted.port) == ("127.0.0.1", 8080)
 
 
 def test_001_rtx4090_shared_kv_pool_without_cmoe() -> None:
@@ -129,7 +128,7 @@ def test_003_strix_halo_on_an_older_build_is_the_seed_verbatim() -> None:
 
 def test_003_strix_halo_environment_has_radv_bfloat16() -> None:
     host = parse("strix-halo")
-    assert server_env(host, host.active_servers[0]) == {"RADV_PERFTEST": "bfloat16"}
+    assert dict(plan_of(host).servers[0].environment) == {"RADV_PERFTEST": "bfloat16"}
 
 
 def test_004_text_keeps_kv_in_host_ram_with_small_batches() -> None:

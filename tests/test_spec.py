@@ -8,10 +8,12 @@ from pathlib import Path as _Path
 import pytest
 
 _sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
-from hostsupport import EXAMPLE_HOSTS, parse, parse_tweaked
+from hostsupport import EXAMPLE_HOSTS, facts_of, parse, parse_tweaked, plan_of
 
-from generators import catalog
+from generators import data
 from generators.errors import SpecError
+from generators.pipeline import plan_hostvars
+from generators.plan.builds import backend_switches
 from generators.spec import parse_host
 
 MINIMAL = {
@@ -23,7 +25,7 @@ MINIMAL = {
 
 def problems(spec: dict, host: str = "h") -> list[str]:
     with pytest.raises(SpecError) as caught:
-        parse_host(host, {"llamafleet": spec})
+        plan_hostvars(host, {"llamafleet": spec})
     return [p.line(host) for p in caught.value.problems]
 
 
@@ -33,15 +35,15 @@ def test_every_example_host_validates(host: str) -> None:
 
 
 def test_catalog_names_resolve_case_and_spelling_insensitively() -> None:
-    assert catalog.find_gpu("NVIDIA GeForce RTX 4090") == "rtx-4090"
-    assert catalog.find_gpu("rtx4090") == "rtx-4090"
-    assert catalog.find_gpu("RTX_4090") == "rtx-4090"
-    assert catalog.find_gpu("Radeon 8060S Graphics") == "radeon-8060s"
-    assert catalog.find_gpu("rtx 9999") is None
+    assert data.find_gpu("NVIDIA GeForce RTX 4090") == "rtx-4090"
+    assert data.find_gpu("rtx4090") == "rtx-4090"
+    assert data.find_gpu("RTX_4090") == "rtx-4090"
+    assert data.find_gpu("Radeon 8060S Graphics") == "radeon-8060s"
+    assert data.find_gpu("rtx 9999") is None
 
 
 def test_catalog_entries_are_complete() -> None:
-    for key, entry in catalog.gpus().items():
+    for key, entry in data.gpus().items():
         assert entry["vendor"] in ("nvidia", "amd", "intel"), key
         assert entry["bandwidth_gbs"] > 0, key
         assert (entry["vram_gb"] is None) == entry["unified"], key
@@ -63,35 +65,34 @@ def test_a_custom_gpu_is_accepted_and_drives_the_cuda_arch() -> None:
     host = parse_host(
         "h", {"llamafleet": {**MINIMAL, "gpus": [custom], "llamacpp": {**MINIMAL["llamacpp"], "backend": "cuda"}}}
     )
-    [gpu] = host.gpu_list
+    [gpu] = facts_of(host).gpus
     assert gpu.custom and gpu.key == "lab-card" and gpu.vram_gb == 48.0
-    from generators.render import backend_cmake_flags
-
-    assert backend_cmake_flags(host) == ["-DGGML_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=86"]
+    assert backend_switches(plan_of(host).build("cuda").cmake_flags) == [
+        "-DGGML_CUDA=ON", "-DCMAKE_CUDA_ARCHITECTURES=86"]
 
 
 def test_apu_memory_is_declared_per_host() -> None:
     host = parse("strix-halo")
-    [gpu] = host.gpu_list
+    [gpu] = facts_of(host).gpus
     assert gpu.unified and gpu.vram_gb == 96.0 and gpu.gfx == "gfx1151"
-    assert catalog.gpus()["radeon-8060s"]["vram_gb"] is None
+    assert data.gpus()["radeon-8060s"]["vram_gb"] is None
 
 
 def test_backends_available_follow_the_hardware() -> None:
-    assert parse("t1200-laptop").available_backends == ("cpu", "vulkan", "cuda")
-    assert parse("strix-halo").available_backends == ("cpu", "hip", "vulkan")
+    assert facts_of(parse("t1200-laptop")).available_backends == ("cpu", "vulkan", "cuda")
+    assert facts_of(parse("strix-halo")).available_backends == ("cpu", "hip", "vulkan")
 
 
 def test_vulkan_device_order_is_the_listed_gpu_order() -> None:
     host = parse("t1200-laptop")
-    assert [g.key for g in host.backend_gpus()] == ["intel-uhd-tgl", "t1200-laptop"]
+    assert [g.key for g in facts_of(host).backend_gpus(host.backend)] == ["intel-uhd-tgl", "t1200-laptop"]
 
 
 def test_distro_facts_for_every_seed_distro() -> None:
     keys = {parse(h).distro.key for h in EXAMPLE_HOSTS}  # type: ignore[union-attr]
     assert {"fedora-43", "fedora-44", "arch", "ubuntu-24.04"} <= keys
     for key in ("fedora-43", "fedora-44", "arch", "ubuntu-24.04"):
-        facts = catalog.distros()[key]
+        facts = data.distros()[key]
         assert facts["packages"]["build"] and facts["packages"]["vulkan"] and facts["cuda_home"].startswith("/")
 
 

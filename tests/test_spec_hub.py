@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 _sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
-from hostsupport import DEMO, raw_vars
+from hostsupport import DEMO, raw_vars, render_spec
 
 from generators.errors import SpecError
-from generators.layout import Layout
-from generators.render import render_host
-from generators.spec import Host, parse_host
+from generators.pipeline import plan_hostvars
+from generators.plan.layout import Layout
+from generators.spec import Host
 
 SPLIT = "Q4_K_M/Qwen3-Next-80B-A3B-Instruct-Q4_K_M-00001-of-00002.gguf"
 
@@ -28,11 +28,11 @@ def demo_with(models: list[dict[str, Any]], hub: dict[str, Any] | None = None, m
         data["llamafleet"]["hub"] = hub
     if mmproj is not None:
         data["llamafleet"]["servers"][0]["mmproj"] = mmproj
-    return parse_host("demo", data)
+    return plan_hostvars("demo", data).spec
 
 
 def rendered(host: Host) -> dict[str, str]:
-    return {f.path: f.content for f in render_host(host)}
+    return {path: f.content for path, f in render_spec(host, "demo").items()}
 
 
 def test_hf_model_lands_in_models_dir_under_its_basename_and_the_manifest_names_its_source() -> None:

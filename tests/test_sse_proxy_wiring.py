@@ -14,21 +14,18 @@ from pathlib import Path as _Path
 import pytest
 
 _sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
-from hostsupport import DEMO, parse, parse_tweaked
+from hostsupport import DEMO, parse, parse_tweaked, plan_of, render_spec
 
 from generators.errors import SpecError
-from generators.flags import server_argv
-from generators.layout import Layout
-from generators.render import render_host
+from generators.plan.proxy import UNIT_NAME, fronted_server, proxy_argv
 from generators.spec import Host
 from generators.sseproxy.__main__ import parse_args
-from generators.sseproxy_render import UNIT_NAME, host_proxy_unit, proxy_argv
 
 PROXY_PATH = f"systemd/user/{UNIT_NAME}"
 
 
 def files(host: Host) -> dict[str, str]:
-    return {f.path: f.content for f in render_host(host)}
+    return {path: f.content for path, f in render_spec(host).items()}
 
 
 def manifest(host: Host) -> dict:
@@ -36,16 +33,16 @@ def manifest(host: Host) -> dict:
 
 
 def bind(host: Host, name: str = "main") -> tuple[str, str]:
-    server = next(s for s in host.active_servers if s.name == name)
-    argv = server_argv(host, server, Layout(host))
+    argv = plan_of(host).server(name).argv
     return argv[argv.index("--host") + 1], argv[argv.index("--port") + 1]
 
 
 def test_seed_000_llama_server_moves_behind_the_proxy() -> None:
     host = parse("t1200-laptop")
     assert bind(host) == ("127.0.0.1", "9080")
-    unit = host_proxy_unit(host, Layout(host))
-    assert unit is not None
+    proxy = plan_of(host).proxy
+    assert proxy is not None
+    unit = proxy.unit
     cfg = parse_args(proxy_argv(unit)[3:])  # the unit's own command line, read by the proxy's parser
     assert (cfg.listen_host, cfg.listen_port, cfg.upstream) == ("127.0.0.1", 8080, "http://127.0.0.1:9080")
     rendered = files(host)
@@ -113,7 +110,7 @@ def test_public_server_keeps_its_address_for_the_proxy_and_llama_server_goes_to_
 
 def test_demo_host_has_no_proxy_until_asked() -> None:
     host = parse("demo", DEMO)
-    assert host.proxied_server is None
+    assert fronted_server(host) is None and plan_of(host).proxy is None
     assert bind(host) == ("127.0.0.1", "8080")
 
 

@@ -21,10 +21,8 @@ from pathlib import Path as _Path
 import pytest
 
 _sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
-from hostsupport import DEMO, EXAMPLE, EXAMPLE_HOSTS, parse, render
+from hostsupport import DEMO, EXAMPLE, EXAMPLE_HOSTS, parse, plan_of, render
 
-from generators.flags import server_argv, server_flags
-from generators.layout import Layout
 
 HOSTS = [(h, EXAMPLE) for h in EXAMPLE_HOSTS] + [("demo", DEMO)]
 UNITS = [
@@ -124,8 +122,8 @@ def test_every_rendered_flag_is_in_the_binary_help(host: str, help_text: str) ->
                 )
             )
     for variant in variants:
-        for server in variant.active_servers:
-            flags = server_flags(server_argv(variant, server, Layout(variant)))
+        for server in plan_of(variant).servers:
+            flags = server.flags
             unknown = [f for f in flags if f not in known]
             assert not unknown, f"{host}/{server.name}: not in llama-server --help: {unknown}"
 

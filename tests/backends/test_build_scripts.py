@@ -12,19 +12,19 @@ import pytest
 import yaml
 from packaging.version import Version
 
-from generators.backends import (
-    GPU_CATALOG,
+from generators import data
+from generators.errors import SpecError
+from generators.facts.toolchain import HostCompiler, HostToolchain
+from generators.plan.backends import (
     BuildPaths,
     BuildTarget,
     cmake_flags,
     cuda_arch,
     cuda_arches_from_probe,
     paths_for,
-    render_build,
-    render_builds,
 )
-from generators.errors import SpecError
-from generators.toolchain import HostCompiler, HostToolchain, resolve
+from generators.plan.toolchain import resolve
+from generators.render.builds import render_build, render_builds
 
 GOLDEN = Path(__file__).parent / "golden"
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,7 +160,10 @@ def test_bad_targets_report_every_problem_with_host_and_field() -> None:
 
 
 def test_seed_gpus_map_to_their_architectures() -> None:
-    assert {name: cuda_arch(cap) for name, cap in GPU_CATALOG.items()} == {
+    seeds = ("NVIDIA T1200 Laptop GPU", "NVIDIA GeForce RTX 3070", "NVIDIA GeForce RTX 4090",
+             "NVIDIA GeForce RTX 4060 Laptop GPU", "NVIDIA GeForce RTX 5090")
+    keys = {name: data.find_gpu(name) for name in seeds}  # the GPU catalog, as nvidia-smi names them
+    assert {name: cuda_arch(data.gpus()[key]["cuda_cc"]) for name, key in keys.items() if key} == {
         "NVIDIA T1200 Laptop GPU": "75",
         "NVIDIA GeForce RTX 3070": "86",
         "NVIDIA GeForce RTX 4090": "89",
@@ -194,10 +197,10 @@ def test_render_cli_prints_the_plan_first(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "generators.backends",
+            "generators",
+            "render-build",
             "--host",
             "seed004",
-            "render",
             "--backend",
             "cuda",
             "--build",
@@ -222,10 +225,10 @@ def test_render_cli_prints_the_plan_first(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "generators.backends",
+            "generators",
+            "render-build",
             "--host",
             "ws9",
-            "render",
             "--backend",
             "hip",
             "--build",

@@ -11,8 +11,10 @@ import pytest
 from packaging.version import Version
 
 from generators import bundle
-from generators.backends import BuildPaths, BuildTarget, BundleSettings, render_build
-from generators.toolchain import HostCompiler, HostToolchain, resolve
+from generators.facts.toolchain import HostCompiler, HostToolchain
+from generators.plan.backends import BuildPaths, BuildTarget, BundleSettings
+from generators.plan.toolchain import resolve
+from generators.render.builds import render_build
 
 from .oci_fixture import official_like_image
 

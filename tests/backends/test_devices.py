@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from generators.backends import Device, check_device, expected_device, parse_device_list
+from generators.facts.devices import Device, check_device, parse_device_list
+from generators.plan.backends import expected_device
 
 LISTINGS = Path(__file__).parent / "listings"
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,10 +80,10 @@ def test_cli_exit_codes() -> None:
             [
                 sys.executable,
                 "-m",
-                "generators.backends",
+                "generators",
+                "check-devices",
                 "--host",
                 "h",
-                "check-devices",
                 "--expected",
                 expected,
                 str(LISTINGS / name),

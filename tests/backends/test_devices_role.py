@@ -1,6 +1,6 @@
 """roles/llamacpp/tasks/devices.yml run for real by ansible-playbook on this machine, against a real CPU build.
 
-The role's filter plugin is the shim over generators.backends.check_device; these runs check the whole path:
+The role's filter plugin is the shim over generators.facts.devices.check_device; these runs check the whole path:
 the command as the service user with the server's environment, the listing, and the failure message.
 """
 

@@ -13,17 +13,10 @@ import pytest
 from packaging.version import Version
 
 from generators.errors import SpecError
-from generators.render import environment
-from generators.toolchain import (
-    HostCompiler,
-    HostToolchain,
-    arch_problems,
-    from_probe,
-    max_gcc_for,
-    render_probe,
-    resolve,
-    support_matrix,
-)
+from generators.facts.toolchain import HostCompiler, HostToolchain, from_probe
+from generators.plan.toolchain import arch_problems, max_gcc_for, resolve, support_matrix
+from generators.render.builds import render_probe
+from generators.render.templating import Templates, render
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -113,7 +106,7 @@ def test_arch_support() -> None:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "generators.toolchain", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "generators", "toolchain", *args], cwd=ROOT, capture_output=True, text=True, check=False
     )
 
 
@@ -201,7 +194,7 @@ def test_private_headers_fix_the_glibc_clash_and_leave_the_toolkit_alone(tmp_pat
         'exception specification is incompatible with that of previous function "rsqrt' in broken.stdout + broken.stderr
     )
 
-    function = environment().get_template("build-cuda-private-headers.sh.j2").render()
+    function = render(Templates.build_cuda_private_headers)
     private = tmp_path / "cuda-private" / "nvcc-test"
     script = f'set -euo pipefail\n{function}\nllamafleet_private_cuda "{top}" "{private}" rsqrt rsqrtf\n'
     first = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from generators.fit import catalog
-from generators.fit.gguf_facts import read_facts
+from generators.plan.fit import catalog
+from generators.plan.fit.gguf_facts import read_facts
 
 
 def test_header_entry_equals_planner_reading_of_the_local_file(smollm2: Path) -> None:

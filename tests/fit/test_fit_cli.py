@@ -44,14 +44,14 @@ def test_unknown_host_names_the_field() -> None:
 
 def test_require_fit_names_the_server_field() -> None:
     from generators.errors import SpecError
-    from generators.fit.cli import require_fit
     from generators.inventory import host_vars
-    from generators.spec import parse_host
+    from generators.pipeline import plan_hostvars
+    from generators.plan.fit.servers import require_fit
 
-    spec = parse_host("demo", host_vars(ROOT / "inventories" / "demo", "demo"))
-    assert require_fit(spec, "demo", ram_mib=4096)[0]["fits"]
+    plan = plan_hostvars("demo", host_vars(ROOT / "inventories" / "demo", "demo"))
+    assert require_fit(plan, ram_mib=4096)[0]["fits"]
     try:
-        require_fit(spec, "demo", ram_mib=1300)
+        require_fit(plan, ram_mib=1300)
     except SpecError as exc:
         assert "llamafleet.servers[0].ctx" in str(exc) and "host demo" in str(exc)
     else:

@@ -10,7 +10,7 @@ import pytest
 from fit_harness import SHAPES
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from generators.fit.gguf_facts import facts_from_reader, read_facts, read_remote_facts, read_remote_header
+from generators.plan.fit.gguf_facts import facts_from_reader, read_facts, read_remote_facts, read_remote_header
 
 
 def _bytes(qtype: str, *shape: int) -> int:

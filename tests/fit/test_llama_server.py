@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from fit_harness import SHAPES, mib, server_buffers
 
-from generators.fit.gguf_facts import read_facts
-from generators.fit.planner import Config, Memory, compute_buffer, cpu_repack, kv_cache, recurrent_state, weights
+from generators.plan.fit.gguf_facts import read_facts
+from generators.plan.fit.planner import Config, Memory, compute_buffer, cpu_repack, kv_cache, recurrent_state, weights
 
 CONFIGS = {
     "f16-fa-512": Config(ctx=4096, cache_type_k="f16", cache_type_v="f16", flash_attn=True, ubatch=512),

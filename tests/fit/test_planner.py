@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from generators.fit import catalog
-from generators.fit.gguf_facts import read_facts
-from generators.fit.planner import (
+from generators.plan.fit import catalog
+from generators.plan.fit.gguf_facts import read_facts
+from generators.plan.fit.planner import (
     CACHE_TYPES,
     MIB,
     Config,

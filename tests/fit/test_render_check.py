@@ -10,12 +10,13 @@ import pytest
 import yaml
 
 from generators.errors import SpecError
-from generators.fit import catalog
-from generators.fit.check import check_host_fits, check_servers, launch_request
-from generators.fit.gguf_facts import read_facts
-from generators.fit.planner import MIB, Config, weights
+from generators.plan.fit import catalog
+from generators.pipeline import plan_hostvars
+from generators.plan.fit.check import check_host_fits, check_servers
+from generators.plan.fit.requests import launch_request
+from generators.plan.fit.gguf_facts import read_facts
+from generators.plan.fit.planner import MIB, Config, weights
 from generators.inventory import host_vars
-from generators.spec import parse_host
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "inventories" / "example"
@@ -41,8 +42,8 @@ def _copy_of(tmp_path: Path, host: str, change: dict[str, object]) -> Path:
     return tmp_path
 
 
-def _spec(inventory: Path, host: str):  # type: ignore[no-untyped-def]
-    return parse_host(host, host_vars(str(inventory), host))
+def _plan(inventory: Path, host: str):  # type: ignore[no-untyped-def]
+    return plan_hostvars(host, host_vars(str(inventory), host))
 
 
 def test_all_seven_example_hosts_are_listed() -> None:
@@ -60,7 +61,7 @@ def test_example_host_renders_through_the_check_without_warnings(host: str, tmp_
 @pytest.mark.parametrize("host", SEED_HOSTS)
 def test_each_seed_hosts_working_launch_fits(host: str) -> None:
     """The seeds' launches ran for real on these machines: the plan of each, as rendered, must fit."""
-    outcomes = check_servers(_spec(EXAMPLE, host), host)
+    outcomes = check_servers(_plan(EXAMPLE, host))
     assert outcomes and all(o.warning is None and o.error is None for o in outcomes), outcomes
     for o in outcomes:
         assert o.plan is not None and o.plan.fits and o.plan.memory.gpu_mib > 0
@@ -72,7 +73,7 @@ def test_t1200_plan_against_seed_000() -> None:
     The compute buffer is smaller than the seed's 902 MB: b11434 reserves logits for one output per slot, where the
     seed's older build reserved them for the whole 1536-token ubatch (151936 x 1536 x 4 B = 890 MiB).
     """
-    (outcome,) = check_servers(_spec(EXAMPLE, "t1200-laptop"), "t1200-laptop")
+    (outcome,) = check_servers(_plan(EXAMPLE, "t1200-laptop"))
     plan = outcome.plan
     assert plan is not None
     gpu = {c.name: c.mib for c in plan.components if c.where == "gpu"}
@@ -85,18 +86,17 @@ def test_t1200_plan_against_seed_000() -> None:
 
 
 def test_launch_request_pins_what_render_writes() -> None:
-    spec = _spec(EXAMPLE, "rtx3070")
-    auto_complete, chat = spec.active_servers
+    auto_complete, chat = _plan(EXAMPLE, "rtx3070").servers
     facts = catalog.lookup("qwen2.5-coder-7b-instruct-q4_k_m.gguf")
     assert facts is not None
-    req = launch_request(spec, auto_complete, facts)
+    req = launch_request(auto_complete, facts)
     # rendered: --n-gpu-layers 99 --cache-type-k f16 --cache-type-v f16 --flash-attn on, llama.cpp's 2048/512
     assert (req.gpu_layers, req.cache_type_k, req.cache_type_v, req.flash_attn) == (facts.n_layer + 1, "f16", "f16",
                                                                                     True)
     assert (req.ctx, req.parallel, req.batch, req.ubatch, req.no_kv_offload) == (4096, 1, 2048, 512, False)
-    assert launch_request(spec, chat, facts).gpu_layers is None  # gpu_layers: auto is llama.cpp's to fit
-    shared = _spec(EXAMPLE, "rtx4090")
-    req = launch_request(shared, shared.active_servers[0], catalog.lookup("Qwen3.6-35B-A3B-UD-IQ4_XS.gguf"))  # type: ignore[arg-type]
+    assert launch_request(chat, facts).gpu_layers is None  # gpu_layers: auto is llama.cpp's to fit
+    shared = _plan(EXAMPLE, "rtx4090")
+    req = launch_request(shared.servers[0], catalog.lookup("Qwen3.6-35B-A3B-UD-IQ4_XS.gguf"))  # type: ignore[arg-type]
     assert (req.parallel, req.kv_unified) == (4, True)  # no --parallel rendered: llama-server's 4 unified slots
 
 
@@ -116,9 +116,9 @@ def test_second_server_is_planned_in_what_the_first_left(tmp_path: Path) -> None
     the 14B (~8.4 GiB) cannot fit in the rest."""
     hvars = yaml.safe_load((EXAMPLE / "host_vars" / "rtx3070.yml").read_text())
     hvars["llamafleet"]["servers"][1]["gpu_layers"] = "all"
-    spec = parse_host("rtx3070", hvars)
+    plan = plan_hostvars("rtx3070", hvars)
     with pytest.raises(SpecError) as caught:
-        check_host_fits(spec, "rtx3070")
+        check_host_fits(plan)
     (problem,) = caught.value.problems
     assert problem.field == "llamafleet.servers[1].ctx" and "server chat" in problem.message
 
@@ -133,13 +133,13 @@ def test_unknown_model_warns_but_renders(tmp_path: Path) -> None:
     lines = done.stderr.splitlines()
     assert len(lines) == 1, lines
     assert "host t1200-laptop" in lines[0] and "mystery-3b-q4_k_m.gguf" in lines[0]
-    assert "python -m generators.fit.catalog add" in lines[0]
+    assert "python -m generators catalog add" in lines[0]
     assert (tmp_path / "out" / "manifest.json").is_file()
 
 
 def test_demo_host_is_not_checked_and_says_nothing(tmp_path: Path) -> None:
     """No GPU and no RAM in the description: nothing to check against, and no warning."""
-    assert check_servers(_spec(ROOT / "inventories" / "demo", "demo"), "demo") == []
+    assert check_servers(_plan(ROOT / "inventories" / "demo", "demo")) == []
     done = _render(ROOT / "inventories" / "demo", "demo", tmp_path / "out")
     assert done.returncode == 0 and done.stderr == "", done.stderr
 
@@ -160,7 +160,7 @@ def test_every_seed_preset_fits(host: str, presets: tuple[str, ...]) -> None:
     hvars = yaml.safe_load((EXAMPLE / "host_vars" / f"{host}.yml").read_text())
     for preset in presets:
         hvars["llamafleet"]["servers"][0]["preset"] = preset
-        (outcome,) = check_servers(parse_host(host, hvars), host)
+        (outcome,) = check_servers(plan_hostvars(host, hvars))
         assert outcome.plan is not None and outcome.plan.fits, (preset, outcome)
 
 

@@ -18,7 +18,8 @@ from proxy_support import REPO, free_port, http_get
 from generators.errors import SpecError
 from generators.sseproxy import FILES
 from generators.sseproxy.__main__ import parse_args
-from generators.sseproxy_render import UNIT_NAME, ProxyUnit, proxy_argv, render_proxy_unit
+from generators.plan.proxy import UNIT_NAME, ProxyUnit, proxy_argv
+from generators.render.units import render_proxy_unit
 
 EXPECTED = """\
 # Managed by llamafleet: edits here are overwritten; change the inventory and re-run the playbook.
@@ -32,7 +33,7 @@ Type=exec
 Environment=PYTHONPATH=/opt/llamafleet/sseproxy
 Environment=PYTHONUNBUFFERED=1
 Environment=PYTHONDONTWRITEBYTECODE=1
-ExecStart=/usr/bin/python3 -m generators.sseproxy \\
+ExecStart=/usr/bin/python3 -m llamafleet_sseproxy \\
     --listen 127.0.0.1:8080 \\
     --upstream http://127.0.0.1:8081 \\
     --keepalive drop \\

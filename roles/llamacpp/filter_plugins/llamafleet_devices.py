@@ -1,4 +1,4 @@
-"""The CPU-fallback guard as a Jinja filter: a thin shim over generators.backends.check_device.
+"""The CPU-fallback guard as a Jinja filter: a thin shim over generators.facts.devices.check_device.
 
     {{ listing | llamafleet_device_check(expected, inventory_hostname) }}
     {{ registered.results | llamafleet_device_checks(inventory_hostname) }}
@@ -11,7 +11,7 @@ looped over the manifest's servers (each ``item`` has ``name`` and ``expected_de
 
 from __future__ import annotations
 
-from generators.backends import check_device
+from generators.facts.devices import check_device
 
 
 def llamafleet_device_check(listing: str, expected: str | None, host: str = "?") -> dict[str, object]:

@@ -9,28 +9,26 @@ catalog, keyed by GGUF file name. An entry's ``provenance`` says where its numbe
 
 Refresh an entry from the hub's header (HTTP range reads of the header only, never the weights)::
 
-    python -m generators.fit.catalog refresh Qwen3.5-9B-Q5_K_M.gguf
-    python -m generators.fit.catalog add --repo unsloth/Qwen3.5-9B-GGUF --file Qwen3.5-9B-Q5_K_M.gguf \\
+    python -m generators catalog refresh Qwen3.5-9B-Q5_K_M.gguf
+    python -m generators catalog add --repo unsloth/Qwen3.5-9B-GGUF --file Qwen3.5-9B-Q5_K_M.gguf \\
         [--mmproj mmproj-BF16.gguf]
-    python -m generators.fit.catalog add --path /models/local.gguf        # from a file on disk
+    python -m generators catalog add --path /models/local.gguf        # from a file on disk
 
 Per-layer values are stored as one scalar when every layer has the same value, else as a list.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import functools
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from generators.fit.gguf_facts import ModelFacts, hub_facts, read_facts
+from generators import data
+from generators.plan.fit.gguf_facts import ModelFacts
 
-CATALOG = Path(__file__).resolve().parent.parent / "data" / "model_facts.yaml"
+CATALOG = data.MODEL_FACTS
 _PER_LAYER = ("n_head", "n_head_kv", "swa_layers", "recurrent_layers", "layer_bytes", "layer_expert_bytes")
 _TUPLE_PAIRS = ("bytes_by_type", "matrix_bytes_by_type")
 
@@ -68,15 +66,8 @@ def decode(name: str, entry: dict[str, Any]) -> ModelFacts:
     return ModelFacts(**kwargs)
 
 
-@functools.cache
-def _load(path: Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle) or {}
-    return dict(data.get("models", {}))
-
-
 def entries(path: Path = CATALOG) -> dict[str, dict[str, Any]]:
-    return _load(path)
+    return dict(data.load_path(path).get("models", {}))
 
 
 def lookup(filename: str, path: Path = CATALOG) -> ModelFacts | None:
@@ -87,14 +78,14 @@ def lookup(filename: str, path: Path = CATALOG) -> ModelFacts | None:
 
 def _write(models: dict[str, Any], path: Path) -> None:
     header = (
-        "# Header facts of the seed models, for planning offline (generators/fit/catalog.py explains the fields).\n"
+        "# Header facts of the seed models, for planning offline (generators/plan/fit/catalog.py explains the fields).\n"
         "# provenance: header = read from the GGUF header; estimate = hand-entered, refresh when online.\n"
     )
     text = yaml.safe_dump({"models": models}, sort_keys=False, default_flow_style=None, width=118)
     tmp = path.with_suffix(".yaml.tmp")
     tmp.write_text(header + text, encoding="utf-8")
     tmp.replace(path)
-    _load.cache_clear()
+    data.load_path.cache_clear()
 
 
 def store(facts: ModelFacts, source: dict[str, Any], path: Path = CATALOG) -> None:
@@ -102,50 +93,3 @@ def store(facts: ModelFacts, source: dict[str, Any], path: Path = CATALOG) -> No
     models = dict(entries(path))
     models[facts.name] = {"provenance": "header", "source": source, **encode(facts)}
     _write(models, path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    top = argparse.ArgumentParser(prog="python -m generators.fit.catalog", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = top.add_subparsers(dest="command", required=True)
-    ref = sub.add_parser("refresh", help="re-read an entry's header from its source on the hub")
-    ref.add_argument("filename")
-    add = sub.add_parser("add", help="add an entry from the hub's header or a local file")
-    add.add_argument("--repo")
-    add.add_argument("--file")
-    add.add_argument("--mmproj")
-    add.add_argument("--revision")
-    add.add_argument("--path", help="a GGUF on this machine instead of the hub")
-    add.add_argument("--mmproj-path")
-    sub.add_parser("list", help="the catalog's entries and their provenance")
-    args = top.parse_args(argv)
-
-    if args.command == "list":
-        for name, entry in entries().items():
-            print(f"{name:<60} {entry.get('provenance', '?'):<9} {entry.get('architecture')}")
-        return 0
-    if args.command == "refresh":
-        entry = entries().get(args.filename)
-        if entry is None or "hub" not in entry.get("source", {}):
-            print(f"{args.filename}: not in the catalog with a hub source", file=sys.stderr)
-            return 2
-        hub = entry["source"]["hub"]
-        # a host may keep the file under a local name; hub.file is then the name on the hub
-        facts = hub_facts(hub["repo"], hub.get("file", args.filename), hub.get("mmproj"), hub.get("revision"))
-        store(dataclasses.replace(facts, name=args.filename), entry["source"])
-        return 0
-    if args.path:
-        facts = read_facts(args.path, args.mmproj_path)
-        store(facts, {"path": str(args.path)})
-        return 0
-    if not (args.repo and args.file):
-        top.error("add needs --repo and --file, or --path")
-    facts = hub_facts(args.repo, args.file, args.mmproj, args.revision)
-    hub = {"repo": args.repo, **({"mmproj": args.mmproj} if args.mmproj else {}),
-           **({"revision": args.revision} if args.revision else {})}
-    store(facts, {"hub": hub})
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

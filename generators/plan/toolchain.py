@@ -1,8 +1,9 @@
 """CUDA toolchain resolution: from the versions a host reports, choose how that host gets a CUDA llama.cpp.
 
-The host probe (``generators/templates/build-probe-toolchain.sh.j2``, rendered by :func:`render_probe`) prints
-nvcc's, GCC's (and any other installed GCC's), glibc's and the NVIDIA driver's versions as JSON. From those and
-the support data in ``generators/data/cuda_toolchains.yaml`` :func:`resolve` picks one plan:
+The host probe (``python -m generators toolchain --print-probe`` prints the script) reports nvcc's, GCC's (and
+any other installed GCC's), glibc's and the NVIDIA driver's versions as JSON, typed by
+:mod:`generators.facts.toolchain`. From those and the support data in ``generators/data/cuda_toolchains.yaml``
+:func:`resolve` picks one plan:
 
 * ``native``: the system GCC is one nvcc accepts and no glibc declaration clashes with nvcc's headers;
 * ``alt-gcc``: the system GCC is too new for nvcc, an older installed GCC is not (``CMAKE_CUDA_HOST_COMPILER``);
@@ -11,49 +12,25 @@ the support data in ``generators/data/cuda_toolchains.yaml`` :func:`resolve` pic
   (never the system toolkit);
 * ``alt-gcc+patch``: both of the above;
 * ``bundle``: nothing above works (no nvcc, or no accepted GCC: seed 000's Fedora 44 with GCC 16); the CUDA
-  build is extracted from the official llama.cpp image (:mod:`generators.bundle`).
+  build is extracted from the official llama.cpp image (the bundle extractor the llamacpp role installs).
 
 The plan and every reason for it print before anything builds::
 
-    python -m generators.toolchain --nvcc 13.0 --gcc 16.1 --glibc 2.43 --alt-gcc 14.2:/usr/bin/g++-14
+    python -m generators toolchain --nvcc 13.0 --gcc 16.1 --glibc 2.43 --alt-gcc 14.2:/usr/bin/g++-14
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
-import sys
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
-import yaml
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
+from generators import data
 from generators.errors import Problem, SpecError
+from generators.facts.toolchain import HostToolchain
 
 FIELD = "llamacpp.backend"  # the field a toolchain problem is reported against
-
-
-@dataclass(frozen=True)
-class HostCompiler:
-    """One GCC installed on the host: its version and its C++ driver (``g++-14``)."""
-
-    version: Version
-    cxx: str
-
-
-@dataclass(frozen=True)
-class HostToolchain:
-    """What the probe found on one host. ``nvcc``/``driver`` are None when absent."""
-
-    host: str
-    gcc: HostCompiler
-    glibc: Version
-    nvcc: Version | None = None
-    alt_gccs: tuple[HostCompiler, ...] = ()
-    driver: Version | None = None
 
 
 @dataclass(frozen=True)
@@ -120,7 +97,7 @@ class ToolchainPlan:
         }
 
 
-def _parse_matrix(raw: dict) -> SupportMatrix:
+def parse_matrix(raw: dict) -> SupportMatrix:
     compilers = tuple(sorted((Version(str(e["nvcc"])), int(e["max_gcc"])) for e in raw["host_compilers"]))
     conflicts = tuple(
         GlibcConflict(
@@ -146,8 +123,7 @@ def _parse_matrix(raw: dict) -> SupportMatrix:
 
 @functools.cache
 def support_matrix() -> SupportMatrix:
-    text = resources.files("generators").joinpath("data/cuda_toolchains.yaml").read_text(encoding="utf-8")
-    return _parse_matrix(yaml.safe_load(text))
+    return parse_matrix(data.cuda_toolchains())
 
 
 def max_gcc_for(nvcc: Version, matrix: SupportMatrix) -> tuple[int | None, bool]:
@@ -254,99 +230,13 @@ def resolve(host: HostToolchain, matrix: SupportMatrix | None = None) -> Toolcha
     return ToolchainPlan(kind, tuple(reasons), host_cxx=host_cxx, patch_functions=functions, nvcc=str(nvcc))
 
 
-# ---- inputs: the probe's JSON and the CLI ------------------------------------------------------------------
-
-
-def _version(host: str, name: str, value: object) -> Version:
-    try:
-        return Version(str(value))
-    except InvalidVersion:
-        raise SpecError(host, [Problem(f"toolchain.{name}", f"not a version: {value!r}")]) from None
-
-
-def _compiler(host: str, spec: str) -> HostCompiler:
-    """``14.2`` or ``14.2:/usr/bin/g++-14`` (the default driver name is ``g++-<major>``)."""
-    version, _, cxx = spec.partition(":")
-    parsed = _version(host, "alt_gcc", version)
-    return HostCompiler(parsed, cxx or f"g++-{parsed.major}")
-
-
-def from_probe(host: str, probe: dict) -> HostToolchain:
-    """The typed view of the probe script's JSON output."""
-
-    def opt(name: str) -> Version | None:
-        return None if probe.get(name) in (None, "") else _version(host, name, probe[name])
-
-    return HostToolchain(
-        host=host,
-        gcc=HostCompiler(_version(host, "gcc", probe["gcc"]), probe.get("cxx") or "g++"),
-        glibc=_version(host, "glibc", probe["glibc"]),
-        nvcc=opt("nvcc"),
-        alt_gccs=tuple(
-            HostCompiler(_version(host, "alt_gcc", c["version"]), c["cxx"]) for c in probe.get("alt_gcc", [])
-        ),
-        driver=opt("driver"),
-    )
-
-
-def render_probe() -> str:
-    """The host-side probe script (bash) that prints the versions :func:`from_probe` reads."""
-    from generators.render import environment  # late: render pulls in the host schema
-
-    return environment().get_template("build-probe-toolchain.sh.j2").render()
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m generators.toolchain", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="localhost", help="host name used in messages")
-    parser.add_argument("--probe-json", type=Path, help="the probe script's output (instead of the flags below)")
-    parser.add_argument("--nvcc", help="nvcc version (omit when the host has none)")
-    parser.add_argument("--gcc", help="system GCC version")
-    parser.add_argument("--glibc", help="glibc version")
-    parser.add_argument("--driver", help="NVIDIA driver version")
-    parser.add_argument("--alt-gcc", action="append", default=[], metavar="VERSION[:CXX]", help="another GCC")
-    parser.add_argument("--json", action="store_true", help="print the plan as JSON")
-    parser.add_argument("--print-probe", action="store_true", help="print the host probe script and exit")
-    args = parser.parse_args(argv)
-    if args.print_probe:
-        sys.stdout.write(render_probe())
-        return 0
-    try:
-        if args.probe_json:
-            host = from_probe(args.host, json.loads(args.probe_json.read_text(encoding="utf-8")))
-        else:
-            if not (args.gcc and args.glibc):
-                parser.error("give --probe-json, or at least --gcc and --glibc")
-            host = HostToolchain(
-                host=args.host,
-                gcc=HostCompiler(_version(args.host, "gcc", args.gcc), "g++"),
-                glibc=_version(args.host, "glibc", args.glibc),
-                nvcc=None if args.nvcc is None else _version(args.host, "nvcc", args.nvcc),
-                alt_gccs=tuple(_compiler(args.host, spec) for spec in args.alt_gcc),
-                driver=None if args.driver is None else _version(args.host, "driver", args.driver),
-            )
-        plan = resolve(host)
-    except SpecError as err:
-        print(err, file=sys.stderr)
-        return 2
-    print(json.dumps(plan.as_dict(), indent=2) if args.json else plan.describe())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 __all__ = [
-    "HostCompiler",
-    "HostToolchain",
     "SupportMatrix",
     "ToolchainPlan",
     "arch_problems",
-    "from_probe",
     "header_conflicts",
     "max_gcc_for",
-    "render_probe",
+    "parse_matrix",
     "resolve",
     "support_matrix",
 ]

@@ -1,7 +1,8 @@
 """The fit check render runs: a server whose launch cannot fit its host fails at render time, not at 3 a.m.
 
 Both render entry points (``python -m generators render`` and the preflight action plugin) call
-:func:`check_host_fits` before anything is written or changed. It plans each server *as rendered*: what the unit's
+:func:`check_host_fits` (through :func:`generators.pipeline.render_hostvars`) before anything is written or
+changed. It plans each server *as rendered*: what the unit's
 command line sets (ctx, cache types, batch sizes, ``--n-gpu-layers``, flash attention, ``--no-kv-offload``, the
 slots) is pinned in the plan, as llama.cpp's own ``--fit`` never touches a value given on the command line; only
 ``gpu_layers: auto`` is left to the planner, as llama.cpp fits it. Servers share the host's memory in order, as in
@@ -21,19 +22,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from generators.errors import Problem, SpecError
-from generators.fit import catalog
-from generators.fit.cli import memory_for
-from generators.fit.gguf_facts import ModelFacts, read_facts
-from generators.fit.planner import MIB, UNKNOWN_MIB, ConfigError, FitError, Plan, Request, fit
+from generators.plan.fit import catalog
+from generators.plan.fit.gguf_facts import ModelFacts, read_facts
+from generators.plan.fit.planner import MIB, UNKNOWN_MIB, ConfigError, FitError, Plan, fit
+from generators.plan.fit.requests import launch_request, memory_for
+from generators.plan.fit.servers import CATALOG_ADD
+from generators.plan.host import HostPlan
+from generators.spec import Model
 
 ROOT = "llamafleet"
-# llama-server's defaults for what render leaves out (b11434: common/common.h, tools/server/server.cpp)
-DEFAULT_BATCH = 2048
-DEFAULT_UBATCH = 512
-AUTO_SLOTS = 4  # --parallel left out (or auto): four slots sharing one unified KV pool
 MARGIN_MIB = 256
 
 
@@ -48,31 +47,9 @@ class Outcome:
     warning: str | None = None
 
 
-def launch_request(host: Any, server: Any, facts: ModelFacts) -> Request:
-    """The memory settings of the command line render writes for ``server`` (generators.flags.server_argv)."""
-    from generators import flags
-
-    ctx = facts.n_ctx_train if server.ctx == "native" else int(server.ctx)
-    shared = server.sessions == "shared" or server.parallel == "auto"
-    parallel = AUTO_SLOTS if shared else int(server.parallel)
-    fa = {"on": True, "off": False}.get(flags.flash_attn(host, server))  # auto: the planner's choice (on)
-    batch = server.batch or DEFAULT_BATCH
-    layers = flags.gpu_layers(host, server)
-    if layers == "auto":
-        gpu_layers, n_cpu_moe = None, None  # llama.cpp fits layers (and experts) itself
-    else:
-        gpu_layers = facts.n_layer + 1 if layers == "all" else min(int(layers), facts.n_layer + 1)
-        n_cpu_moe = 0
-    return Request(
-        ctx=ctx, parallel=parallel, kv_unified=shared, cache_type_k=server.cache_k, cache_type_v=server.cache_v,
-        flash_attn=fa, batch=batch, ubatch=min(server.ubatch or DEFAULT_UBATCH, batch), gpu_layers=gpu_layers,
-        n_cpu_moe=n_cpu_moe, no_kv_offload=not server.kv_offload, mmproj=server.mmproj is not None,
-    )
-
-
-def model_facts(model: Any) -> ModelFacts | None:
+def model_facts(model: Model) -> ModelFacts | None:
     """Facts of a host's model: its GGUF when the controller has the file at the model's path, else the catalog."""
-    path = getattr(model, "path", None)
+    path = model.path
     if path and Path(path).is_file():
         try:
             return replace(read_facts(path), name=model.filename)
@@ -83,28 +60,28 @@ def model_facts(model: Any) -> ModelFacts | None:
 
 def _unknown(host: str, index: int, filename: str) -> str:
     return (f"host {host}: llamafleet.servers[{index}].model: no header facts for {filename} offline, so its memory "
-            f"fit is not checked: add them with `python -m generators.fit.catalog add --repo ORG/REPO --file "
+            f"fit is not checked: add them with `{CATALOG_ADD} --repo ORG/REPO --file "
             f"{filename}` (online) or `--path FILE.gguf`")
 
 
-def check_servers(spec: Any, host: str, margin_mib: int = MARGIN_MIB) -> list[Outcome]:
+def check_servers(plan: HostPlan, margin_mib: int = MARGIN_MIB) -> list[Outcome]:
     """Plan every server of a llama.cpp host as rendered, each in the memory the ones before it left."""
-    if getattr(spec, "engine", "llamacpp") != "llamacpp" or getattr(spec, "llamacpp", None) is None:
+    host = plan.name
+    if plan.engine != "llamacpp" or plan.llamacpp is None:
         return []
     used = {"gpu": 0, "host": 0}
     out: list[Outcome] = []
-    for index, server in enumerate(spec.active_servers):
-        if server.model is None:
-            continue
-        memory, ram_known = memory_for(spec, server, None, None)
-        if memory.gpu_mib <= 0 and spec.backend != "cpu":
+    for server in plan.servers:
+        index = server.index
+        memory, ram_known = memory_for(plan, server, None, None)
+        if memory.gpu_mib <= 0 and plan.backend != "cpu":
             out.append(Outcome(server.name, index, warning=(
-                f"host {host}: llamafleet.servers[{index}]: the {spec.backend} GPU's memory is not described "
+                f"host {host}: llamafleet.servers[{index}]: the {plan.backend} GPU's memory is not described "
                 f"(vram_gb), so its memory fit is not checked")))
             continue
         if memory.gpu_mib <= 0 and not ram_known:
             continue  # nothing to check against: no GPU, RAM not described
-        model = spec.model(server.model)
+        model = server.model
         facts = model_facts(model)
         if facts is None:
             out.append(Outcome(server.name, index, warning=_unknown(host, index, model.filename)))
@@ -112,16 +89,16 @@ def check_servers(spec: Any, host: str, margin_mib: int = MARGIN_MIB) -> list[Ou
         left = replace(memory, gpu_mib=max(0, memory.gpu_mib - used["gpu"] // MIB),
                        host_mib=memory.host_mib if not ram_known else max(0, memory.host_mib - used["host"] // MIB))
         try:
-            plan = fit(facts, left.gpu_mib, left.host_mib, launch_request(spec, server, facts), margin_mib,
-                       left.backend, left.unified)
+            result = fit(facts, left.gpu_mib, left.host_mib, launch_request(server, facts), margin_mib,
+                         left.backend, left.unified)
         except FitError as exc:
             out.append(Outcome(server.name, index, error=exc))
             continue
         except ConfigError as exc:
             raise SpecError(host, [Problem(f"{ROOT}.servers[{index}]", str(exc))]) from None
         for where in ("gpu", "host"):
-            used[where] += sum(c.bytes for c in plan.components if c.where == where)
-        out.append(Outcome(server.name, index, plan=plan))
+            used[where] += sum(c.bytes for c in result.components if c.where == where)
+        out.append(Outcome(server.name, index, plan=result))
     return out
 
 
@@ -139,13 +116,13 @@ def _problem(outcome: Outcome) -> Problem:
                    f"(`python -m generators fit --launch` shows the table)")
 
 
-def check_host_fits(spec: Any, host: str, margin_mib: int = MARGIN_MIB) -> list[str]:
+def check_host_fits(plan: HostPlan, margin_mib: int = MARGIN_MIB) -> list[str]:
     """Raise :class:`SpecError` for servers whose launch does not fit; return warnings for unchecked ones."""
-    outcomes = check_servers(spec, host, margin_mib)
+    outcomes = check_servers(plan, margin_mib)
     problems = [_problem(o) for o in outcomes if o.error is not None]
     if problems:
-        raise SpecError(host, problems)
+        raise SpecError(plan.name, problems)
     return [o.warning for o in outcomes if o.warning is not None]
 
 
-__all__ = ["Outcome", "check_host_fits", "check_servers", "launch_request", "model_facts"]
+__all__ = ["Outcome", "check_host_fits", "check_servers", "model_facts"]

@@ -1,110 +1,61 @@
 """The typed host description: what a host's inventory says under the ``llamafleet`` key.
 
 Users write what they know (their GPUs, distro, the llama.cpp build they want, their models, the context they
-need, a few preferences); flags are derived by :mod:`generators.flags`. Every model here is frozen and rejects
+need, a few preferences); the plan (:mod:`generators.plan`) derives the rest. Every model here is frozen and rejects
 unknown keys, so a typo in host_vars is an error naming the field, never a silently ignored setting.
 
 GPUs are looked up in the hardware catalog (``generators/data/gpus.yaml``); an unknown name is an error that
-suggests the closest catalog names and shows how to declare a custom GPU.
+suggests the closest catalog names and shows how to declare a custom GPU. What a GPU *is* (its memory, compute
+capability) is a host fact: :mod:`generators.facts` resolves the declarations.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
-from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from generators import catalog
-from generators.errors import Problem, SpecError
-
-ROOT_KEY = "llamafleet"
-_NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,31}$"
-_MODEL_NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,47}$"
-_USER_RE = r"^[a-z_][a-z0-9_-]{0,31}$"
-_ALIAS_RE = r"^[A-Za-z0-9._:-]{1,64}$"
-_ENV_NAME_RE = r"^[A-Z_][A-Z0-9_]{0,63}$"
-_ENV_VALUE_RE = r"^[A-Za-z0-9._,:/=+@-]{0,256}$"
-
-Name = Annotated[str, Field(pattern=_NAME_RE)]
-ModelName = Annotated[str, Field(pattern=_MODEL_NAME_RE)]
-UserName = Annotated[str, Field(pattern=_USER_RE)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-CacheType = Literal["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"]
-Backend = Literal["cpu", "cuda", "vulkan", "hip"]
-LoadMode = Literal["auto", "none", "mmap", "mlock", "dio"]
-Alias = Annotated[str, Field(pattern=_ALIAS_RE)]
-EnvName = Annotated[str, Field(pattern=_ENV_NAME_RE)]
-EnvValue = Annotated[str, Field(pattern=_ENV_VALUE_RE)]
-# Characters that would need quoting in a unit file or a shell: refused in paths instead.
-_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
-GPU_VENDOR_BACKENDS: dict[str, tuple[str, ...]] = {
-    "nvidia": ("cuda", "vulkan"),
-    "amd": ("hip", "vulkan"),
-    "intel": ("vulkan",),
-    "mesa": ("vulkan",),  # a software Vulkan device (lavapipe): test hosts without a GPU
-}
-
-
-def _absolute_path(value: str) -> str:
-    if not _SAFE_PATH.match(value) or ".." in PurePosixPath(value).parts:
-        raise ValueError("must be an absolute path of letters, digits and . _ / + - (no '..')")
-    return value
-
-
-AbsPath = Annotated[str, Field(min_length=2)]
+from generators import data
+from generators.spec.types import (
+    ALT_GCC_RE,
+    CHAT_TEMPLATE_RE,
+    CUDA_CC_RE,
+    DISTRO_VERSION_RE,
+    GFX_RE,
+    HF_ENDPOINT_RE,
+    HF_FILE_RE,
+    HF_REPO_RE,
+    HF_REVISION_RE,
+    HF_SPLIT_RE,
+    KEEP_ALIVE_RE,
+    OLLAMA_MODEL_RE,
+    AbsPath,
+    Alias,
+    Backend,
+    CacheType,
+    Ctx,
+    EnvName,
+    EnvValue,
+    GpuLayers,
+    LoadMode,
+    ModelName,
+    Name,
+    Parallel,
+    Port,
+    UserName,
+    VersionText,
+    absolute_path,
+    as_tuple,
+)
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-def _tuple(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
 # --- hardware -------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Gpu:
-    """One GPU as the renders see it: a catalog entry, or a custom declaration, with host overrides applied."""
-
-    key: str
-    display: str
-    vendor: str
-    vram_gb: float | None
-    bandwidth_gbs: float
-    cuda_cc: str | None
-    gfx: str | None
-    tensor_cores: bool
-    unified: bool
-    custom: bool
-    quirks: dict[str, Any] = field(default_factory=dict, compare=False)
-
-    @property
-    def backends(self) -> tuple[str, ...]:
-        return GPU_VENDOR_BACKENDS[self.vendor]
-
-    def env(self, backend: str) -> dict[str, str]:
-        return dict(self.quirks.get("env", {}).get(backend, {}))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "display": self.display,
-            "vendor": self.vendor,
-            "vram_gb": self.vram_gb,
-            "bandwidth_gbs": self.bandwidth_gbs,
-            "cuda_cc": self.cuda_cc,
-            "gfx": self.gfx,
-            "tensor_cores": self.tensor_cores,
-            "unified": self.unified,
-            "custom": self.custom,
-        }
 
 
 class GpuDecl(_Model):
@@ -114,8 +65,8 @@ class GpuDecl(_Model):
     vendor: Literal["nvidia", "amd", "intel", "mesa"] | None = None
     vram_gb: Annotated[float, Field(gt=0, le=4096)] | None = None
     bandwidth_gbs: Annotated[float, Field(gt=0, le=100_000)] | None = None
-    cuda_cc: Annotated[str, Field(pattern=r"^[0-9]{1,2}\.[0-9]$")] | None = None
-    gfx: Annotated[str, Field(pattern=r"^gfx[0-9a-f]{3,4}$")] | None = None
+    cuda_cc: Annotated[str, Field(pattern=CUDA_CC_RE)] | None = None
+    gfx: Annotated[str, Field(pattern=GFX_RE)] | None = None
     tensor_cores: bool | None = None
     unified: bool | None = None
 
@@ -126,15 +77,15 @@ class GpuDecl(_Model):
 
     @model_validator(mode="after")
     def _known_or_complete(self) -> GpuDecl:
-        key = catalog.find_gpu(self.name)
+        key = data.find_gpu(self.name)
         if key is None and self.vendor is None:
-            raise ValueError(catalog.unknown_gpu_message(self.name))
+            raise ValueError(data.unknown_gpu_message(self.name))
         if key is not None and self.vendor is not None:
-            entry = catalog.gpus()[key]
+            entry = data.gpus()[key]
             if entry["vendor"] != self.vendor:
                 raise ValueError(f"{self.name!r} is a {entry['vendor']} GPU in the catalog, not {self.vendor}")
         if key is not None and self.vram_gb is not None:
-            most = catalog.gpus()[key].get("max_gtt_gb")
+            most = data.gpus()[key].get("max_gtt_gb")
             if most is not None and self.vram_gb > most:
                 raise ValueError(f"{self.name!r} can give the GPU at most {most} GB (GTT), not {self.vram_gb:g}")
         if key is None:
@@ -146,37 +97,15 @@ class GpuDecl(_Model):
             if not self.unified and self.vram_gb is None:
                 missing.append("vram_gb")
             if missing:
-                raise ValueError(f"custom GPU {self.name!r} needs {', '.join(missing)} ({catalog.CUSTOM_GPU_HINT})")
+                raise ValueError(f"custom GPU {self.name!r} needs {', '.join(missing)} ({data.CUSTOM_GPU_HINT})")
         return self
-
-    def resolve(self) -> Gpu:
-        key = catalog.find_gpu(self.name)
-        base: dict[str, Any] = dict(catalog.gpus()[key]) if key is not None else {}
-
-        def pick(name: str, default: Any = None) -> Any:
-            value = getattr(self, name)
-            return value if value is not None else base.get(name, default)
-
-        return Gpu(
-            key=key or self.name,
-            display=base.get("display", self.name),
-            vendor=pick("vendor"),
-            vram_gb=pick("vram_gb"),
-            bandwidth_gbs=float(pick("bandwidth_gbs")),
-            cuda_cc=pick("cuda_cc"),
-            gfx=pick("gfx"),
-            tensor_cores=bool(pick("tensor_cores", False)),
-            unified=bool(pick("unified", False)),
-            custom=key is None,
-            quirks=dict(base.get("quirks", {})),
-        )
 
 
 class Distro(_Model):
     """The host's distribution: per-distro package names and toolkit paths come from data/distros.yaml."""
 
     name: Literal["fedora", "arch", "ubuntu", "debian"]
-    version: Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?$")] | None = None
+    version: Annotated[str, Field(pattern=DISTRO_VERSION_RE)] | None = None
 
     @field_validator("version", mode="before")
     @classmethod
@@ -189,13 +118,10 @@ class Distro(_Model):
 
     @model_validator(mode="after")
     def _known(self) -> Distro:
-        if self.key not in catalog.distros():
-            known = ", ".join(sorted(catalog.distros()))
+        if self.key not in data.distros():
+            known = ", ".join(sorted(data.distros()))
             raise ValueError(f"no facts for {self.key!r} (known: {known}; quote versions like '24.04')")
         return self
-
-    def facts(self) -> dict[str, Any]:
-        return catalog.distros()[self.key]
 
 
 # --- llama.cpp source and build -------------------------------------------------------------------------------
@@ -222,7 +148,7 @@ class Source(_Model):
     @field_validator("path")
     @classmethod
     def _path(cls, value: str | None) -> str | None:
-        return None if value is None else _absolute_path(value)
+        return None if value is None else absolute_path(value)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Source:
@@ -236,18 +162,15 @@ class Source(_Model):
         return next(k for k in ("git", "path", "pypi") if getattr(self, k) is not None)
 
 
-VersionText = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+){0,3}$")]
-
-
 class CudaToolchain(_Model):
-    """The versions the toolchain probe printed on the host (``python -m generators.toolchain --print-probe``
+    """The versions the toolchain probe printed on the host (``python -m generators toolchain --print-probe``
     gives the script): the CUDA build plan (native, an older GCC, patched private headers, or the official
     bundle) is chosen from them. ``alt_gcc`` entries read ``14.3`` or ``14.3:/usr/bin/g++-14``."""
 
     nvcc: VersionText | None = None
     gcc: VersionText
     glibc: VersionText
-    alt_gcc: tuple[Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+){0,2}(:/[A-Za-z0-9._/+-]+)?$")], ...] = ()
+    alt_gcc: tuple[Annotated[str, Field(pattern=ALT_GCC_RE)], ...] = ()
     driver: VersionText | None = None
 
     @field_validator("nvcc", "gcc", "glibc", "driver", mode="before")
@@ -258,15 +181,7 @@ class CudaToolchain(_Model):
     @field_validator("alt_gcc", mode="before")
     @classmethod
     def _alt(cls, value: Any) -> Any:
-        return _tuple(value)
-
-    def probe(self) -> dict[str, Any]:
-        """The probe's JSON shape (generators.toolchain.from_probe)."""
-        alt = [a.partition(":") for a in self.alt_gcc]
-        return {
-            "nvcc": self.nvcc, "gcc": self.gcc, "glibc": self.glibc, "driver": self.driver,
-            "alt_gcc": [{"version": v, "cxx": cxx or f"g++-{v.split('.')[0]}"} for v, _, cxx in alt],
-        }
+        return as_tuple(value)
 
 
 class LlamaCpp(_Model):
@@ -283,7 +198,7 @@ class LlamaCpp(_Model):
     @field_validator("targets", "also_build", mode="before")
     @classmethod
     def _targets(cls, value: Any) -> Any:
-        return _tuple(value)
+        return as_tuple(value)
 
     @model_validator(mode="after")
     def _server_built(self) -> LlamaCpp:
@@ -315,11 +230,6 @@ class PypiFile(_Model):
     file: Annotated[str, Field(min_length=1)]
 
 
-_HF_REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_HF_FILE_RE = re.compile(r"^[A-Za-z0-9._+-][A-Za-z0-9._/+-]{0,254}\.gguf$")
-_HF_REVISION_RE = re.compile(r"^[A-Za-z0-9._/-]{1,128}$")
-_HF_SPLIT_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$")
-_HF_ENDPOINT_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$")
 _TOKEN_HELP = ("a hub token never goes in host_vars: write it to a file on the host that only the service user can "
                "read (mode 0600) and name that file in llamafleet.hub.token_file")
 
@@ -349,16 +259,16 @@ class HfFile(_Model):
     @field_validator("repo")
     @classmethod
     def _repo(cls, value: str) -> str:
-        if not _HF_REPO_RE.match(value):
+        if not HF_REPO_RE.match(value):
             raise ValueError(f"{value!r} must be owner/name, as in the repo's URL on the hub")
         return value
 
     @field_validator("file")
     @classmethod
     def _file(cls, value: str) -> str:
-        if not _HF_FILE_RE.match(value) or ".." in PurePosixPath(value).parts:
+        if not HF_FILE_RE.match(value) or ".." in PurePosixPath(value).parts:
             raise ValueError(f"{value!r} must be a .gguf file's path inside the repo (letters, digits and . _ / + -)")
-        split = _HF_SPLIT_RE.search(value)
+        split = HF_SPLIT_RE.search(value)
         if split is not None and split.group(1) != "00001":
             raise ValueError(f"{value!r} is not the first part of a split GGUF: name the -00001-of-{split.group(2)} "
                              "file (every part is fetched; the server loads the first)")
@@ -367,7 +277,7 @@ class HfFile(_Model):
     @field_validator("revision")
     @classmethod
     def _revision(cls, value: str) -> str:
-        if not _HF_REVISION_RE.match(value) or ".." in value:
+        if not HF_REVISION_RE.match(value) or ".." in value:
             raise ValueError(f"{value!r} must be a branch, tag or commit (letters, digits and . _ / -)")
         return value
 
@@ -383,12 +293,12 @@ class Hub(_Model):
     @field_validator("token_file")
     @classmethod
     def _token_file(cls, value: str | None) -> str | None:
-        return None if value is None else _absolute_path(value)
+        return None if value is None else absolute_path(value)
 
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str) -> str:
-        if value and not _HF_ENDPOINT_RE.match(value):
+        if value and not HF_ENDPOINT_RE.match(value):
             raise ValueError(f"{value!r} must be an http(s) URL without credentials, or empty for the default hub")
         return value.rstrip("/")
 
@@ -400,17 +310,15 @@ class Model(_Model):
     path: AbsPath | None = None
     pypi: PypiFile | None = None
     hf: HfFile | None = None
-    chat_template: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")] | None = Field(
+    chat_template: Annotated[str, Field(pattern=CHAT_TEMPLATE_RE)] | None = Field(
         None, description="a chat template shipped in generators/data/chat_templates, replacing the GGUF's own"
     )
 
     @field_validator("chat_template")
     @classmethod
     def _known_template(cls, value: str | None) -> str | None:
-        from generators.chat_templates import known_templates
-
-        if value is not None and value not in known_templates():
-            raise ValueError(f"unknown chat template {value!r} (known: {', '.join(known_templates())})")
+        if value is not None and value not in data.chat_templates():
+            raise ValueError(f"unknown chat template {value!r} (known: {', '.join(data.chat_templates())})")
         return value
 
     @field_validator("path")
@@ -418,7 +326,7 @@ class Model(_Model):
     def _path(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        _absolute_path(value)
+        absolute_path(value)
         if not value.endswith(".gguf"):
             raise ValueError("must name a .gguf file")
         return value
@@ -438,11 +346,6 @@ class Model(_Model):
 
 
 # --- servers --------------------------------------------------------------------------------------------------
-
-GpuLayers = Annotated[int, Field(ge=0, le=999)] | Literal["auto", "all"]
-Ctx = Annotated[int, Field(ge=256, le=4_194_304)] | Literal["native"]
-Parallel = Annotated[int, Field(ge=1, le=256)] | Literal["auto"]
-
 
 class _Tunables(_Model):
     """What a preset may change about a server (everything but its identity and address)."""
@@ -504,7 +407,7 @@ class Server(_Tunables):
     @field_validator("api_key_file")
     @classmethod
     def _key_file(cls, value: str | None) -> str | None:
-        return None if value is None else _absolute_path(value)
+        return None if value is None else absolute_path(value)
 
     @model_validator(mode="after")
     def _exposure(self) -> Server:
@@ -542,13 +445,13 @@ class Server(_Tunables):
 class Ollama(_Model):
     """Ollama as the engine (seeds 002/003): a systemd drop-in tunes the distro's ollama.service."""
 
-    models: Annotated[tuple[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?$")], ...],
+    models: Annotated[tuple[Annotated[str, Field(pattern=OLLAMA_MODEL_RE)], ...],
                       Field(min_length=1)]
     flash_attention: bool = True
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "q8_0"
     num_parallel: Annotated[int, Field(ge=1, le=64)] = 1
     context_length: Annotated[int, Field(ge=2048, le=1_048_576)] | None = None
-    keep_alive: Annotated[str, Field(pattern=r"^(-1|[0-9]+[smh]?)$")] | None = None
+    keep_alive: Annotated[str, Field(pattern=KEEP_ALIVE_RE)] | None = None
     host: str = "127.0.0.1"
     port: Port = 11434
     chat_model: str | None = None
@@ -557,7 +460,7 @@ class Ollama(_Model):
     @field_validator("models", mode="before")
     @classmethod
     def _models(cls, value: Any) -> Any:
-        return _tuple(value)
+        return as_tuple(value)
 
     @field_validator("host")
     @classmethod
@@ -606,7 +509,7 @@ class Clients(_Model):
     @field_validator("home")
     @classmethod
     def _home(cls, value: str | None) -> str | None:
-        return None if value is None else _absolute_path(value)
+        return None if value is None else absolute_path(value)
 
 
 class SseProxy(_Model):
@@ -648,12 +551,12 @@ class Host(_Model):
     @field_validator("models", "servers", mode="before")
     @classmethod
     def _tuples(cls, value: Any) -> Any:
-        return _tuple(value)
+        return as_tuple(value)
 
     @field_validator("gpus", mode="before")
     @classmethod
     def _gpus(cls, value: Any) -> Any:
-        value = _tuple(value)
+        value = as_tuple(value)
         if isinstance(value, tuple):
             return tuple({"name": v} if isinstance(v, str) else v for v in value)
         return value
@@ -669,256 +572,11 @@ class Host(_Model):
         return next(m for m in self.models if m.name == name)
 
     @property
-    def gpu_list(self) -> tuple[Gpu, ...]:
-        return tuple(g.resolve() for g in self.gpus)
-
-    @property
     def backend(self) -> str:
+        """The backend the servers run on (cpu without llama.cpp)."""
         return self.llamacpp.backend if self.llamacpp is not None else "cpu"
 
     @property
     def active_servers(self) -> tuple[Server, ...]:
         """The servers as they run: each with its chosen preset applied."""
         return tuple(s.effective() for s in self.servers)
-
-    def backend_gpus(self) -> tuple[Gpu, ...]:
-        """The GPUs the host's llama.cpp backend sees, in its device order (CUDA0.., Vulkan0.., ROCm0..)."""
-        if self.backend == "cpu":
-            return ()
-        return tuple(g for g in self.gpu_list if self.backend in g.backends)
-
-    @property
-    def available_backends(self) -> tuple[str, ...]:
-        """Backends this host's hardware can run, CPU always included."""
-        found = ["cpu"]
-        for gpu in self.gpu_list:
-            found += [b for b in gpu.backends if b not in found]
-        return tuple(found)
-
-    @property
-    def client_user(self) -> str:
-        return (self.clients.user if self.clients and self.clients.user else None) or self.user
-
-    @property
-    def client_home(self) -> str:
-        if self.clients is not None and self.clients.home is not None:
-            return self.clients.home
-        return f"/home/{self.client_user}"
-
-    @property
-    def proxied_server(self) -> Server | None:
-        """The server the SSE-repair proxy fronts (None without a proxy, or naming no server)."""
-        if self.sse_proxy is None or not self.servers:
-            return None
-        name = self.sse_proxy.server or self.active_servers[0].name
-        return next((s for s in self.active_servers if s.name == name), None)
-
-    def proxy_upstream_port(self, server: Server) -> int:
-        """llama-server's own port behind the proxy: ``upstream_port``, else the server's port + 1000."""
-        assert self.sse_proxy is not None
-        return self.sse_proxy.upstream_port or server.port + 1000
-
-    def server_bind(self, server: Server) -> tuple[str, int]:
-        """Where llama-server itself listens: 127.0.0.1 behind the proxy when fronted, else its own host:port."""
-        fronted = self.proxied_server
-        if fronted is None or fronted.name != server.name:
-            return server.host, server.port
-        return "127.0.0.1", self.proxy_upstream_port(server)
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    """A pydantic error location as the field path users write (union branch names and key markers dropped)."""
-    out = ROOT_KEY
-    for part in loc:
-        if isinstance(part, str) and (
-            part in {"str", "int", "float", "bool", "[key]"}
-            or part.startswith(("literal[", "constrained-", "function-"))
-        ):
-            continue
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out
-
-
-PATTERN_HELP = {
-    _NAME_RE: "lowercase letters, digits, - and _ (up to 32, starting with a letter or digit)",
-    _MODEL_NAME_RE: "lowercase letters, digits, ., - and _ (up to 48)",
-    _USER_RE: "a login name: lowercase letters, digits, - and _",
-    _ALIAS_RE: "letters, digits and . _ : - (up to 64)",
-    _ENV_NAME_RE: "an environment variable name: upper-case letters, digits and _",
-    _ENV_VALUE_RE: "letters, digits and . _ , : / = + @ - (no spaces or quotes)",
-}
-
-
-def _min_build() -> int:
-    return int(catalog.flag_renames()["min_build"])
-
-
-def _engine_checks(host: Host) -> list[Problem]:
-    problems: list[Problem] = []
-    if host.engine == "llamacpp":
-        if host.llamacpp is None:
-            problems.append(Problem(f"{ROOT_KEY}.llamacpp", "required when engine is llamacpp"))
-        if not host.models:
-            problems.append(Problem(f"{ROOT_KEY}.models", "required: at least one model"))
-        if not host.servers:
-            problems.append(Problem(f"{ROOT_KEY}.servers", "required: at least one server"))
-        if host.ollama is not None:
-            problems.append(Problem(f"{ROOT_KEY}.ollama", "only for engine: ollama"))
-    else:
-        if host.ollama is None:
-            problems.append(Problem(f"{ROOT_KEY}.ollama", "required when engine is ollama"))
-        for key in ("llamacpp", "models", "servers"):
-            if getattr(host, key):
-                problems.append(Problem(f"{ROOT_KEY}.{key}", "not used with engine: ollama (ollama builds nothing)"))
-    return problems
-
-
-def _backend_checks(host: Host) -> list[Problem]:
-    problems: list[Problem] = []
-    if host.llamacpp is None:
-        return problems
-    where = f"{ROOT_KEY}.llamacpp"
-    if host.llamacpp.build < _min_build():
-        problems.append(Problem(f"{where}.build", f"b{host.llamacpp.build} is older than b{_min_build()}, the "
-                                                  "oldest build the flag table (data/flag_renames.yaml) was checked against"))
-    for key, backend in [("backend", host.llamacpp.backend)] + [("also_build", b) for b in host.llamacpp.also_build]:
-        if backend not in host.available_backends:
-            have = ", ".join(g.key for g in host.gpu_list) or "no gpus declared"
-            problems.append(Problem(f"{where}.{key}", f"{backend} needs a GPU that supports it "
-                                                      f"({have}; this host can run: {', '.join(host.available_backends)})"))
-        if host.distro is not None and backend != "cpu" and not host.distro.facts()["packages"].get(backend):
-            problems.append(Problem(f"{where}.{key}", f"no {backend} build packages for {host.distro.key} "
-                                                      "(see generators/data/distros.yaml)"))
-    if host.llamacpp.cuda_toolchain is not None and "cuda" not in host.llamacpp.backends:
-        problems.append(Problem(f"{where}.cuda_toolchain", "only for a host that builds the cuda backend"))
-    if not problems:
-        from generators.render import build_problems  # late: render imports this module
-
-        problems += [Problem(f"{ROOT_KEY}.{p.field}", p.message) for p in build_problems(host)]
-    return problems
-
-
-def _server_checks(host: Host, i: int, server: Server, names: list[str]) -> list[Problem]:
-    where = f"{ROOT_KEY}.servers[{i}]"
-    problems: list[Problem] = []
-    for ref in ("model", "mmproj"):
-        value = getattr(server, ref)
-        if ref == "model" and value is None:
-            problems.append(Problem(f"{where}.model", "required (on the server or its chosen preset)"))
-        elif value is not None and value not in names:
-            problems.append(Problem(f"{where}.{ref}", f"no model named {value!r} (models: {', '.join(names)})"))
-    if server.ubatch and server.batch and server.ubatch > server.batch:
-        problems.append(Problem(f"{where}.ubatch", f"ubatch {server.ubatch} is larger than batch {server.batch}"))
-    if server.sessions == "shared" and server.parallel != 1:
-        problems.append(Problem(f"{where}.parallel", "sessions: shared sizes slots itself (-np auto): drop parallel"))
-    if server.host_cache_mib is not None and server.sessions != "shared":
-        problems.append(Problem(f"{where}.host_cache_mib", "only with sessions: shared"))
-    if server.device is not None:
-        seen = [g.key for g in host.backend_gpus()]
-        key = catalog.find_gpu(server.device) or server.device
-        if key not in seen:
-            problems.append(Problem(f"{where}.device", f"{server.device!r} is not one of this host's "
-                                                       f"{host.backend} GPUs ({', '.join(seen) or 'none'})"))
-    if host.backend == "cpu" and server.gpu_layers not in (None, 0):
-        problems.append(Problem(f"{where}.gpu_layers", "the cpu backend offloads nothing: drop gpu_layers"))
-    if server.load_mode not in (None, "auto") and host.llamacpp is not None:
-        from generators.flags import load_mode_flags  # late: flags imports this module
-
-        try:
-            load_mode_flags(server.load_mode, host.llamacpp.build)
-        except ValueError as exc:
-            problems.append(Problem(f"{where}.load_mode", str(exc)))
-    return problems
-
-
-def _proxy_checks(host: Host) -> list[Problem]:
-    """The proxy needs a llama-server to front, and a free loopback port to move it to."""
-    proxy = host.sse_proxy
-    where = f"{ROOT_KEY}.sse_proxy"
-    if proxy is None:
-        return []
-    if host.engine != "llamacpp":
-        return [Problem(where, "only for engine: llamacpp (it fronts a llama-server)")]
-    names = [s.name for s in host.active_servers]
-    fronted = host.proxied_server
-    if fronted is None:
-        if proxy.server is not None:
-            return [Problem(f"{where}.server", f"no server named {proxy.server!r} (servers: {', '.join(names)})")]
-        return []
-    port = host.proxy_upstream_port(fronted)
-    if port > 65535:
-        return [Problem(f"{where}.upstream_port", f"server {fronted.name}'s port {fronted.port} + 1000 is above "
-                                                  "65535: set upstream_port")]
-    taken = [s.name for s in host.active_servers if s.port == port]
-    if taken:
-        return [Problem(f"{where}.upstream_port", f"port {port} is used by server {taken[0]} (llama-server "
-                                                  "moves there behind the proxy: pick a free port)")]
-    return []
-
-
-def _cross_checks(host: Host) -> list[Problem]:
-    """Checks that span fields: references, duplicates, hardware against backend."""
-    problems = _engine_checks(host) + _backend_checks(host) + _proxy_checks(host)
-    names = [m.name for m in host.models]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            problems.append(Problem(f"{ROOT_KEY}.models[{i}].name", f"duplicate model name {name!r}"))
-    gpu_keys = [g.key for g in host.gpu_list]
-    seen_servers: set[str] = set()
-    seen_ports: set[int] = set()
-    roles: list[str] = []
-    for i, server in enumerate(host.active_servers):
-        where = f"{ROOT_KEY}.servers[{i}]"
-        problems += _server_checks(host, i, server, names)
-        if server.name in seen_servers:
-            problems.append(Problem(f"{where}.name", f"duplicate server name {server.name!r}"))
-        if server.port in seen_ports:
-            problems.append(Problem(f"{where}.port", f"port {server.port} is used by another server"))
-        seen_servers.add(server.name)
-        seen_ports.add(server.port)
-        roles.append(server.role)
-    if host.servers and "chat" not in roles:
-        problems.append(Problem(f"{ROOT_KEY}.servers", "no server has role chat (agent clients need one)"))
-    if roles.count("autocomplete") > 1:
-        problems.append(Problem(f"{ROOT_KEY}.servers", "more than one server has role autocomplete"))
-    if len(gpu_keys) != len(set(gpu_keys)):
-        problems.append(Problem(f"{ROOT_KEY}.gpus", "a GPU is listed twice: list each physical GPU once"))
-    return problems
-
-
-def _message(error: dict[str, Any]) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown key"
-    if error["type"] == "missing":
-        return "required"
-    if error["type"] == "string_pattern_mismatch":
-        pattern = error.get("ctx", {}).get("pattern", "")
-        return f"{error['input']!r} must be {PATTERN_HELP.get(pattern, 'of the form ' + pattern)}"
-    msg = str(error["msg"])
-    return msg.removeprefix("Value error, ")
-
-
-def _problems(exc: ValidationError) -> list[Problem]:
-    """One problem per field: a union's alternatives each fail, only the first message is kept."""
-    seen: dict[str, Problem] = {}
-    for error in exc.errors():
-        where = _loc(tuple(error["loc"]))
-        seen.setdefault(where, Problem(where, _message(error)))
-    return list(seen.values())
-
-
-def parse_host(host: str, hostvars: dict[str, Any]) -> Host:
-    """Validate a host's variables; raise :class:`SpecError` listing every problem."""
-    if ROOT_KEY not in hostvars:
-        raise SpecError(host, [Problem(ROOT_KEY, "required: this host has no llamafleet description")])
-    raw = hostvars[ROOT_KEY]
-    if not isinstance(raw, dict):
-        raise SpecError(host, [Problem(ROOT_KEY, f"must be a mapping, got {type(raw).__name__}")])
-    try:
-        spec = Host.model_validate(raw)
-    except ValidationError as exc:
-        raise SpecError(host, _problems(exc)) from None
-    problems = _cross_checks(spec)
-    if problems:
-        raise SpecError(host, problems)
-    return spec

@@ -1,6 +1,6 @@
 """Memory plan for one llama-server: what each buffer costs on which device, and a search for flags that fit.
 
-Pure functions over :class:`~generators.fit.gguf_facts.ModelFacts`. The sizes follow llama.cpp (b11434) exactly where
+Pure functions over :class:`~generators.plan.fit.gguf_facts.ModelFacts`. The sizes follow llama.cpp (b11434) exactly where
 llama.cpp computes them from the header (weights, KV cache, recurrent state), and an empirical model where it does
 not (the compute buffer: calibrated against llama-server's own log on the CPU backend, see tests/fit and
 bench/fit_sweep.py). Cache block sizes come from gguf's ``GGML_QUANT_SIZES``, never typed by hand.
@@ -32,7 +32,7 @@ from typing import Literal
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from generators.fit.gguf_facts import ModelFacts
+from generators.plan.fit.gguf_facts import ModelFacts
 
 MIB = 1024 * 1024
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")

@@ -1,8 +1,8 @@
-"""The SSE-repair proxy's systemd user unit: typed settings in, unit text out (pure; no I/O).
+"""The SSE-repair proxy's plan: which server it fronts, where it listens, where llama-server moves, its command.
 
-The proxy (:mod:`generators.sseproxy`) takes the port the agents use and forwards to llama-server, moved
-behind it on loopback. The sse_proxy role installs the package under ``install_dir`` and this unit for the
-service user.
+The proxy (the ``llamafleet_sseproxy`` package the sse_proxy role installs under ``install_dir``) takes the port the
+agents use and forwards to llama-server, moved behind it on loopback. :mod:`generators.render.units` writes the
+unit from a :class:`ProxyUnit`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from generators.errors import Problem, SpecError
-from generators.layout import Layout
-from generators.render import argv_lines, environment
-from generators.spec import Host
+from generators.errors import Problem
+from generators.plan.layout import SSE_PROXY_RENDER_PATH, SSE_PROXY_UNIT, Layout
+from generators.spec import Host, Server
 
-TEMPLATE = "sse-proxy.service.j2"
-UNIT_NAME = "llamafleet-sse-proxy.service"
+UNIT_NAME = SSE_PROXY_UNIT
+RENDER_PATH = SSE_PROXY_RENDER_PATH
+PACKAGE = "llamafleet_sseproxy"  # the module python3 -m runs, found under install_dir (PYTHONPATH)
+INSTALL_DIR = Layout.sse_proxy_install_dir
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
 _UNIT = re.compile(r"^[A-Za-z0-9:_.@-]+\.service$")
 _LOOPBACK_NAMES = {"localhost"}
@@ -36,7 +37,7 @@ class ProxyUnit:
     split_open_brace: bool = False
     wait_timeout: float = 120.0  # seconds a request waits for llama-server (re)starting
     python: str = "/usr/bin/python3"
-    install_dir: str = "/opt/llamafleet/sseproxy"
+    install_dir: str = INSTALL_DIR
     upstream_unit: str | None = None  # llama-server's unit, for start-up ordering only
 
 
@@ -93,7 +94,7 @@ def problems(unit: ProxyUnit) -> list[Problem]:
 def proxy_argv(unit: ProxyUnit) -> list[str]:
     """The command line the unit runs (``--listen`` takes ``[v6]:port`` for IPv6)."""
     listen = f"[{unit.listen_host}]" if ":" in unit.listen_host else unit.listen_host
-    argv = [unit.python, "-m", "generators.sseproxy", "--listen", f"{listen}:{unit.listen_port}"]
+    argv = [unit.python, "-m", PACKAGE, "--listen", f"{listen}:{unit.listen_port}"]
     argv += ["--upstream", unit.upstream_url.rstrip("/"), "--keepalive", unit.keepalive]
     argv += ["--wait-timeout", f"{unit.wait_timeout:g}"]
     if unit.split_open_brace:
@@ -101,20 +102,29 @@ def proxy_argv(unit: ProxyUnit) -> list[str]:
     return argv
 
 
-def render_proxy_unit(unit: ProxyUnit) -> str:
-    """The unit file text; raises :class:`SpecError` listing every problem before anything is rendered."""
-    found = problems(unit)
-    if found:
-        raise SpecError(unit.host, found)
-    lines = argv_lines(proxy_argv(unit))
-    # argv_lines pairs an option with its value; "-m generators.sseproxy" reads best on the binary's line
-    exec_lines = [f"{lines[0]} {lines[1]}", *lines[2:]] if lines[1].startswith("-m ") else lines
-    return environment().get_template(TEMPLATE).render(unit=unit, exec_lines=exec_lines)
+# --- a host's proxy, from its description -------------------------------------------------------------------
 
 
-# --- a host's proxy, from its description (generators.render adds the unit and the manifest entry) ------------
+def fronted_server(host: Host) -> Server | None:
+    """The server the SSE-repair proxy fronts (None without a proxy, or naming no server)."""
+    if host.sse_proxy is None or not host.servers:
+        return None
+    name = host.sse_proxy.server or host.active_servers[0].name
+    return next((s for s in host.active_servers if s.name == name), None)
 
-RENDER_PATH = f"systemd/user/{UNIT_NAME}"
+
+def upstream_port(host: Host, server: Server) -> int:
+    """llama-server's own port behind the proxy: ``upstream_port``, else the server's port + 1000."""
+    assert host.sse_proxy is not None
+    return host.sse_proxy.upstream_port or server.port + 1000
+
+
+def server_bind(host: Host, server: Server) -> tuple[str, int]:
+    """Where llama-server itself listens: 127.0.0.1 behind the proxy when fronted, else its own host:port."""
+    fronted = fronted_server(host)
+    if fronted is None or fronted.name != server.name:
+        return server.host, server.port
+    return "127.0.0.1", upstream_port(host, server)
 
 
 def _url_host(address: str) -> str:
@@ -124,10 +134,10 @@ def _url_host(address: str) -> str:
 def host_proxy_unit(host: Host, layout: Layout, name: str = "host") -> ProxyUnit | None:
     """The proxy of a host whose description has ``sse_proxy``: on the fronted server's address, forwarding to
     that llama-server on loopback. None without a proxy."""
-    fronted = host.proxied_server
+    fronted = fronted_server(host)
     if host.sse_proxy is None or fronted is None:
         return None
-    bind_host, bind_port = host.server_bind(fronted)
+    bind_host, bind_port = server_bind(host, fronted)
     return ProxyUnit(
         host=name,
         listen_port=fronted.port,
@@ -136,6 +146,7 @@ def host_proxy_unit(host: Host, layout: Layout, name: str = "host") -> ProxyUnit
         keepalive=host.sse_proxy.keepalive,
         split_open_brace=host.sse_proxy.split_open_brace,
         wait_timeout=host.sse_proxy.wait_timeout,
+        install_dir=layout.sse_proxy_install_dir,
         upstream_unit=layout.unit_name(fronted),
     )
 
@@ -144,24 +155,3 @@ def health_url(unit: ProxyUnit) -> str:
     """The proxy's /proxy/health as asked on the host itself (a wildcard listen address is asked on loopback)."""
     where = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(unit.listen_host, unit.listen_host)
     return f"http://{_url_host(where)}:{unit.listen_port}/proxy/health"
-
-
-def proxy_manifest(host: Host, layout: Layout) -> dict[str, object] | None:
-    """The manifest's ``sse_proxy`` entry: what the sse_proxy role and the probes need."""
-    unit = host_proxy_unit(host, layout)
-    if unit is None:
-        return None
-    fronted = host.proxied_server
-    assert fronted is not None
-    return {
-        "unit": UNIT_NAME,
-        "render_path": RENDER_PATH,
-        "server": fronted.name,
-        "listen_host": unit.listen_host,
-        "listen_port": unit.listen_port,
-        "upstream_url": unit.upstream_url,
-        "health_url": health_url(unit),
-        "keepalive": unit.keepalive,
-        "split_open_brace": unit.split_open_brace,
-        "wait_timeout": unit.wait_timeout,
-    }

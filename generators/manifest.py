@@ -1,0 +1,450 @@
+"""The manifest: the typed contract between the renders and the roles (``manifest.json`` in the render root).
+
+The roles take every name, path, port and package list from here instead of rebuilding them. Each key is
+documented where it is declared (``#:`` comments); ``tests/test_manifest.py`` keeps the rendered manifests and
+these declarations equal. :func:`build_manifest` builds it from the host's plan and the files rendered from it
+(every ``render_path`` it names is one of them); :func:`manifest_file` writes it as sorted, indented JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+from generators.plan.builds import BuildPlan
+from generators.plan.host import HostPlan, ProxyPlan
+from generators.plan.layout import MANIFEST_PATH, SSE_PROXY_UNIT
+from generators.plan.servers import ServerPlan
+from generators.render import RenderedFile
+
+
+class DistroEntry(TypedDict):
+    #: the distro table's row key: ``fedora-44``, ``ubuntu-24.04``, ``arch``
+    key: str
+    #: the distribution family (``redhat``, ``debian``, ``archlinux``), for the roles' vars files
+    family: str
+    #: the package manager Ansible uses there (``dnf``, ``apt``, ``pacman``)
+    package_manager: str
+    #: what build_deps installs: the build group and each built backend's group (ollama hosts: the ollama group)
+    packages: list[str]
+    #: the sse_proxy role's packages (the table's ``packages.sse_proxy``; [] when it has none)
+    sse_proxy_packages: list[str]
+    #: the hf_models role's packages (the table's ``packages.hub``; [] when it has none)
+    hub_packages: list[str]
+    #: the distro's CUDA toolkit root
+    cuda_home: str
+    #: the distro's ROCm root
+    rocm_path: str
+
+
+class ToolchainEntry(TypedDict):
+    #: native | alt-gcc | patch | alt-gcc+patch | bundle
+    kind: str
+    #: why this plan, one sentence each
+    reasons: list[str]
+    #: the older host compiler an alt-gcc plan builds with
+    host_cxx: str | None
+    #: the declarations the private header copy patches
+    patch_functions: list[str]
+    #: the official image's flavour a bundle plan extracts
+    bundle_tag: str | None
+    #: the host's nvcc version
+    nvcc: str | None
+
+
+class BuildEntry(TypedDict):
+    #: cpu | cuda | vulkan | hip
+    backend: str
+    #: ``b<build>-<backend>``: the prefix's and build dir's name
+    version: str
+    #: whether this is the servers' backend (the role switches ``current`` to it)
+    serves: bool
+    #: the script in the render root
+    render_path: str
+    #: where the role puts the script on the host
+    script: str
+    #: the build's own versioned prefix
+    prefix: str
+    #: the build's own build directory
+    build_dir: str
+    #: the configure flags
+    cmake_flags: list[str]
+    #: the CUDA toolchain plan (cuda builds only)
+    toolchain: ToolchainEntry | None
+    #: the device the build's ``llama-server --list-devices`` must show before it may serve: the serving build
+    #: the first server's (``Vulkan1``), another build its device 0 (``CUDA0``, ``ROCm0``); None for cpu
+    expected_device: str | None
+
+
+class SdistEntry(TypedDict):
+    #: the PyPI package of the llama.cpp sdist
+    package: str
+    #: the sdist's file name: ``<package with - as _>-<build>.0.0.tar.gz``
+    filename: str
+
+
+class LlamaCppEntry(TypedDict):
+    #: the llama.cpp build number
+    build: int
+    #: the servers' backend
+    backend: str
+    #: the backends this host's hardware can run
+    backends_available: list[str]
+    #: the serving build's ``b<build>-<backend>``
+    version: str
+    #: the source as written: ``{git: {url, ref}}``, ``{path}`` or ``{pypi: {package}}``
+    source: dict[str, Any]
+    #: git | path | pypi
+    source_kind: str
+    #: the source tree on the host
+    source_dir: str
+    #: where every build's prefix lives
+    prefix_root: str
+    #: the serving build's prefix
+    prefix: str
+    #: the symlink the units run from (``<prefix_root>/current``)
+    current: str
+    #: the serving build's build directory
+    build_dir: str
+    #: the shared ccache
+    ccache_dir: str
+    #: the cache root (sources, builds, scripts, the bundle extractor)
+    cache_root: str
+    #: the binaries built
+    targets: list[str]
+    #: the serving build's configure flags
+    cmake_flags: list[str]
+    #: the serving build's toolkit environment (CUDA_HOME, ROCM_PATH)
+    build_env: dict[str, str]
+    #: every build, the serving one first
+    builds: list[BuildEntry]
+    #: the bundle extractor on the host (``<cache_root>/bin/llamafleet-bundle.py``) when a build's toolchain plan
+    #: is the bundle, else None
+    bundle_helper: str | None
+    #: the PyPI sdist to download when the source is pypi, else None
+    sdist: SdistEntry | None
+
+
+class ModelEntry(TypedDict):
+    #: the model's name in the inventory
+    name: str
+    #: the GGUF's path on the host
+    path: str
+    #: where it comes from: ``{path}``, ``{pypi: ...}`` or ``{hf: ...}`` (and its chat_template)
+    source: dict[str, Any]
+
+
+class ServerEntry(TypedDict):
+    #: the server's name
+    name: str
+    #: chat | autocomplete
+    role: str
+    #: its user unit's name
+    unit: str
+    #: its environment file's name
+    env: str
+    #: the environment file's content, as a mapping
+    environment: dict[str, str]
+    #: llama-server's own address (127.0.0.1 behind the SSE-repair proxy when fronted)
+    host: str
+    #: llama-server's own port (the proxy's upstream port when fronted)
+    port: int
+    #: what agents and probes use: the proxy's address when it fronts this server
+    client_host: str
+    #: what agents and probes use: the proxy's port when it fronts this server
+    client_port: int
+    #: the ``--alias``
+    alias: str | None
+    #: the model id /v1/models reports
+    served_model: str
+    #: the model's name
+    model: str
+    #: the GGUF's path on the host
+    model_path: str
+    #: the multimodal projector's path, if any
+    mmproj_path: str | None
+    #: the API key file on the host, if any
+    api_key_file: str | None
+    #: the catalog key of the GPU it runs on (None on cpu)
+    gpu: str | None
+    #: the ``--device`` it names (only when the backend sees several devices)
+    device: str | None
+    #: the servers' backend
+    backend: str
+    #: the device its build must list (``Vulkan1``, ``CUDA0``); None on cpu
+    expected_device: str | None
+    #: the preset chosen, if any
+    preset: str | None
+    #: the presets it defines
+    presets: list[str]
+    #: the option names of its command line (what the installed binary's --help must know)
+    flags: list[str]
+
+
+class OllamaEntry(TypedDict):
+    #: the drop-in's path on the host
+    dropin: str
+    #: the drop-in in the render root
+    render_path: str
+    #: the drop-in's Environment= pairs
+    environment: dict[str, str]
+    #: the models to pull
+    models: list[str]
+    #: Ollama's address
+    host: str
+    #: Ollama's port
+    port: int
+
+
+class ClientFileEntry(TypedDict):
+    #: opencode | pi | continue | claude_code
+    name: str
+    #: json | yaml
+    format: str
+    #: the fragment in the render root
+    render_path: str
+    #: the user's file it merges into
+    dest: str
+    #: that file relative to the user's home
+    relpath: str
+    #: lists merged by an id key: list key -> id key
+    list_keys: dict[str, str]
+    #: top-level keys whose user value wins
+    keep_user: list[str]
+
+
+class ClientsEntry(TypedDict):
+    #: the login user whose clients are configured
+    user: str
+    #: that user's home
+    home: str
+    #: one entry per enabled client
+    files: list[ClientFileEntry]
+
+
+class HubEntry(TypedDict):
+    #: the token file on the host ("" = none)
+    token_file: str
+    #: the hub's URL ("" = huggingface_hub's default)
+    endpoint: str
+
+
+class SseProxyEntry(TypedDict):
+    #: the proxy's user unit
+    unit: str
+    #: the unit in the render root
+    render_path: str
+    #: the server it fronts
+    server: str
+    #: where it listens (the fronted server's address)
+    listen_host: str
+    #: where it listens (the fronted server's port)
+    listen_port: int
+    #: llama-server behind it, on loopback
+    upstream_url: str
+    #: its /proxy/health as asked on the host
+    health_url: str
+    #: pass | drop (SSE keep-alive comments)
+    keepalive: str
+    #: whether a tool call's opening brace is sent as its own delta
+    split_open_brace: bool
+    #: seconds a request waits for llama-server (re)starting
+    wait_timeout: float
+    #: the PYTHONPATH root the package is installed under
+    install_dir: str
+    #: the package ``python3 -m`` runs (``<install_dir>/<package>/``)
+    package: str
+
+
+class Manifest(TypedDict):
+    #: the service user
+    user: str
+    #: llamacpp | ollama
+    engine: str
+    #: the distro's facts and packages (None without a distro)
+    distro: DistroEntry | None
+    #: the host's GPUs, resolved through the catalog
+    gpus: list[dict[str, Any]]
+    #: the llama.cpp builds (None for ollama)
+    llamacpp: LlamaCppEntry | None
+    #: where models live on the host
+    models_dir: str
+    #: where shipped chat templates live on the host
+    chat_templates_dir: str
+    #: the models
+    models: list[ModelEntry]
+    #: the llama-servers
+    servers: list[ServerEntry]
+    #: Ollama's drop-in (None for llamacpp)
+    ollama: OllamaEntry | None
+    #: the agent clients (None without any)
+    clients: ClientsEntry | None
+    #: the hub settings (None without a hub block)
+    hub: HubEntry | None
+    #: the SSE-repair proxy (None without one)
+    sse_proxy: SseProxyEntry | None
+    #: the proxy's unit name, always, so roles can retire a proxy the host no longer has
+    sse_proxy_unit: str
+
+
+def _build(build: BuildPlan) -> BuildEntry:
+    target = build.target
+    return {
+        "backend": target.backend,
+        "version": target.version,
+        "serves": build.serves,
+        "render_path": build.render_path,
+        "script": build.script,
+        "prefix": build.paths.prefix,
+        "build_dir": build.paths.build_dir,
+        "cmake_flags": list(build.cmake_flags),
+        "toolchain": target.toolchain.as_dict() if target.toolchain is not None else None,  # type: ignore[typeddict-item]
+        "expected_device": build.expected_device,
+    }
+
+
+def _llamacpp(plan: HostPlan) -> LlamaCppEntry | None:
+    cpp = plan.llamacpp
+    if cpp is None:
+        return None
+    layout, spec, primary = cpp.layout, cpp.spec, cpp.serving
+    return {
+        "build": spec.build,
+        "backend": spec.backend,
+        "backends_available": list(cpp.backends_available),
+        "version": spec.version,
+        "source": spec.source.model_dump(exclude_none=True),
+        "source_kind": spec.source.kind,
+        "source_dir": layout.source_dir,
+        "prefix_root": layout.prefix_root,
+        "prefix": layout.prefix,
+        "current": layout.current,
+        "build_dir": layout.build_dir,
+        "ccache_dir": layout.ccache_dir,
+        "cache_root": layout.cache_root,
+        "targets": list(spec.targets),
+        "cmake_flags": list(primary.cmake_flags),
+        "build_env": dict(primary.target.env),
+        "builds": [_build(b) for b in cpp.builds],
+        "bundle_helper": cpp.bundle_helper,
+        "sdist": None if cpp.sdist is None else {"package": cpp.sdist["package"], "filename": cpp.sdist["filename"]},
+    }
+
+
+def _server(s: ServerPlan) -> ServerEntry:
+    return {
+        "name": s.name,
+        "role": s.role,
+        "unit": s.unit,
+        "env": s.env_name,
+        "environment": dict(s.environment),
+        "host": s.bind_host,
+        "port": s.bind_port,
+        "client_host": s.client_host,
+        "client_port": s.client_port,
+        "alias": s.server.alias,
+        "served_model": s.served_model,
+        "model": s.model.name,
+        "model_path": s.model_path,
+        "mmproj_path": s.mmproj_path,
+        "api_key_file": s.server.api_key_file,
+        "gpu": s.gpu.key if s.gpu is not None else None,
+        "device": s.device,
+        "backend": s.backend,
+        "expected_device": s.expected_device,
+        "preset": s.declared.preset,
+        "presets": sorted(s.declared.presets),
+        "flags": s.flags,
+    }
+
+
+def _sse_proxy(proxy: ProxyPlan | None) -> SseProxyEntry | None:
+    if proxy is None:
+        return None
+    unit = proxy.unit
+    return {
+        "unit": proxy.name,
+        "render_path": proxy.render_path,
+        "server": proxy.server,
+        "listen_host": unit.listen_host,
+        "listen_port": unit.listen_port,
+        "upstream_url": unit.upstream_url,
+        "health_url": proxy.health_url,
+        "keepalive": unit.keepalive,
+        "split_open_brace": unit.split_open_brace,
+        "wait_timeout": unit.wait_timeout,
+        "install_dir": proxy.install_dir,
+        "package": proxy.package,
+    }
+
+
+def _rendered_paths(manifest: Manifest) -> list[str]:
+    paths = [b["render_path"] for b in manifest["llamacpp"]["builds"]] if manifest["llamacpp"] else []
+    if manifest["ollama"] is not None:
+        paths.append(manifest["ollama"]["render_path"])
+    if manifest["clients"] is not None:
+        paths += [f["render_path"] for f in manifest["clients"]["files"]]
+    if manifest["sse_proxy"] is not None:
+        paths.append(manifest["sse_proxy"]["render_path"])
+    return paths
+
+
+def build_manifest(plan: HostPlan, files: Sequence[RenderedFile]) -> Manifest:
+    """What the roles need besides the files: names, paths, ports and packages, as plain data."""
+    distro = plan.distro
+    manifest: Manifest = {
+        "user": plan.user,
+        "engine": plan.engine,
+        "distro": None if distro is None else {
+            "key": distro.key,
+            "family": distro.family,
+            "package_manager": distro.package_manager,
+            "packages": list(distro.packages),
+            "sse_proxy_packages": list(distro.sse_proxy_packages),
+            "hub_packages": list(distro.hub_packages),
+            "cuda_home": distro.cuda_home,
+            "rocm_path": distro.rocm_path,
+        },
+        "gpus": [g.as_dict() for g in plan.gpus],
+        "llamacpp": _llamacpp(plan),
+        "models_dir": plan.layout.models_dir,
+        "chat_templates_dir": plan.layout.chat_templates_dir,
+        "models": [{"name": m.name, "path": m.path, "source": m.source} for m in plan.models],
+        "servers": [_server(s) for s in plan.servers],
+        "ollama": None if plan.ollama is None else {
+            "dropin": plan.ollama.dropin,
+            "render_path": plan.ollama.render_path,
+            "environment": dict(plan.ollama.environment),
+            "models": list(plan.ollama.spec.models),
+            "host": plan.ollama.spec.host,
+            "port": plan.ollama.spec.port,
+        },
+        "clients": None if plan.clients is None else {
+            "user": plan.clients.user,
+            "home": plan.clients.home,
+            "files": [
+                {
+                    "name": f.name,
+                    "format": f.fmt,
+                    "render_path": f.render_path,
+                    "dest": f.dest,
+                    "relpath": f.relpath,
+                    "list_keys": dict(f.list_keys),
+                    "keep_user": list(f.keep_user),
+                }
+                for f in plan.clients.files
+            ],
+        },
+        "hub": None if plan.hub is None else {"token_file": plan.hub.token_file, "endpoint": plan.hub.endpoint},
+        "sse_proxy": _sse_proxy(plan.proxy),
+        "sse_proxy_unit": SSE_PROXY_UNIT,
+    }
+    rendered = {f.path for f in files}
+    missing = [p for p in _rendered_paths(manifest) if p not in rendered]
+    assert not missing, f"the manifest names files that were not rendered: {missing}"
+    return manifest
+
+
+def manifest_file(manifest: Manifest) -> RenderedFile:
+    return RenderedFile(MANIFEST_PATH, json.dumps(manifest, indent=2, sort_keys=True) + "\n")

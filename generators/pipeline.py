@@ -1,0 +1,72 @@
+"""One host from its variables to its files: hostvars -> spec -> facts -> plan -> files + manifest.
+
+The CLI (``python -m generators render``) and the preflight action plugin both call :func:`render_hostvars`, so
+they can never disagree. Nothing here touches the disk or the host except the memory fit, which reads a model's
+GGUF header when the controller has the file at the model's path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from generators.facts import HostFacts, facts_from_spec
+from generators.manifest import Manifest, build_manifest, manifest_file
+from generators.plan import HostPlan, plan_host
+from generators.plan.fit.check import check_host_fits
+from generators.render import RenderedFile, render_host
+from generators.spec import ROOT_KEY, Host, parse_host
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Everything one host's render produced."""
+
+    spec: Host
+    facts: HostFacts
+    plan: HostPlan
+    files: tuple[RenderedFile, ...]  # the manifest last
+    manifest: Manifest
+    warnings: tuple[str, ...]  # servers whose memory fit could not be checked
+
+
+def plan_hostvars(name: str, hostvars: dict[str, Any]) -> HostPlan:
+    """Validate and plan one host (raises :class:`~generators.errors.SpecError` with every problem)."""
+    spec = parse_host(name, hostvars)
+    return plan_host(spec, facts_from_spec(spec, name), name)
+
+
+def render_plan(plan: HostPlan) -> tuple[tuple[RenderedFile, ...], Manifest]:
+    """The host's files and its manifest (``manifest.json`` last)."""
+    files = render_host(plan)
+    manifest = build_manifest(plan, files)
+    return (*files, manifest_file(manifest)), manifest
+
+
+def render_hostvars(name: str, hostvars: dict[str, Any], check_fit: bool = True) -> Rendered:
+    """Validate, plan, check each server's memory fit (``check_fit``) and render one host; nothing is returned
+    unless everything is valid."""
+    plan = plan_hostvars(name, hostvars)
+    warnings = check_host_fits(plan) if check_fit else []  # a launch that cannot fit fails here (SpecError)
+    files, manifest = render_plan(plan)
+    return Rendered(plan.spec, plan.facts, plan, files, manifest, tuple(warnings))
+
+
+def with_build(spec: dict[str, Any], build: object) -> dict[str, Any]:
+    """The description with another llama.cpp build (an upgrade); a git ref naming the old build follows."""
+    cpp = dict(spec.get("llamacpp") or {})
+    old = cpp.get("build")
+    new = int(build) if str(build).isdigit() else build  # a non-number is reported by validation
+    source = dict(cpp.get("source") or {})
+    git = source.get("git")
+    if isinstance(git, dict) and old is not None and git.get("ref") == f"b{old}":
+        source["git"] = {**git, "ref": f"b{new}"}
+    return {**spec, "llamacpp": {**cpp, "build": new, "source": source}}
+
+
+def hostvars_of(spec: Any, build: object = None) -> dict[str, Any]:
+    """The host variables the render reads, from a task's ``spec`` (and an upgrade's ``build``)."""
+    hostvars: dict[str, Any] = {} if spec is None else {ROOT_KEY: spec}
+    if build not in (None, "") and isinstance(hostvars.get(ROOT_KEY), dict):
+        hostvars[ROOT_KEY] = with_build(hostvars[ROOT_KEY], build)
+    return hostvars

@@ -1,0 +1,176 @@
+"""Each llama-server's plan: its GPU and device name, where it binds and where clients reach it, its command line.
+
+Decided once here from the typed host and its facts; the renders, the memory fit and the manifest read the plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from generators import data
+from generators.facts import Gpu, HostFacts
+from generators.plan import backends
+from generators.plan.flags import server_argv, server_flags
+from generators.plan.layout import Layout, env_render_path, unit_render_path
+from generators.plan.proxy import server_bind
+from generators.spec import Host, Model, Server
+
+
+@dataclass(frozen=True)
+class ServerPlan:
+    """One llama-server, every value decided."""
+
+    index: int
+    server: Server  # as it runs: the chosen preset applied
+    declared: Server  # as written (its preset choice and presets)
+    model: Model
+    mmproj: Model | None
+    unit: str
+    env_name: str
+    env_file: str  # the unit's EnvironmentFile=
+    unit_render_path: str
+    env_render_path: str
+    backend: str
+    gpu: Gpu | None
+    device: str | None  # --device, only when the backend sees more than one device
+    expected_device: str | None  # what the build must list for this server (CUDA0, Vulkan1); None on cpu
+    bind_host: str  # llama-server's own address (behind the SSE-repair proxy when fronted)
+    bind_port: int
+    client_host: str  # what agents and probes use: the proxy's address when it fronts this server
+    client_port: int
+    served_model: str  # the id /v1/models reports
+    model_path: str
+    mmproj_path: str | None
+    gpu_layers: str
+    flash_attn: str
+    load_mode: str | None
+    environment: Mapping[str, str]
+    argv: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.server.name
+
+    @property
+    def role(self) -> str:
+        return self.server.role
+
+    @property
+    def flags(self) -> list[str]:
+        return server_flags(self.argv)
+
+
+def server_gpu(host: Host, facts: HostFacts, server: Server) -> Gpu | None:
+    """The GPU a server runs on: the one it names, else the backend-visible GPU with the most dedicated VRAM."""
+    gpus = facts.backend_gpus(host.backend)
+    if not gpus:
+        return None
+    if server.device is not None:
+        key = data.find_gpu(server.device) or server.device
+        return next(g for g in gpus if g.key == key)
+    return max(gpus, key=lambda g: (not g.unified, g.vram_gb or 0.0, -gpus.index(g)))
+
+
+def device_name(host: Host, facts: HostFacts, gpu: Gpu | None) -> str | None:
+    """``Vulkan1``-style device name, only when the backend sees more than one device (else llama.cpp picks it)."""
+    gpus = facts.backend_gpus(host.backend)
+    if gpu is None or len(gpus) < 2:
+        return None
+    return f"{backends.DEVICE_PREFIX[host.backend]}{gpus.index(gpu)}"
+
+
+def expected_device(host: Host, facts: HostFacts, gpu: Gpu | None) -> str | None:
+    """The device the server's build must list (``Vulkan1``, ``CUDA0``, ``ROCm0``); None on the CPU backend."""
+    if gpu is None:
+        return None
+    return backends.expected_device(host.backend, facts.backend_gpus(host.backend).index(gpu))
+
+
+def gpu_layers(host: Host, server: Server) -> str:
+    if server.gpu_layers is not None:
+        return str(server.gpu_layers)
+    return "0" if host.backend == "cpu" else "99"
+
+
+def flash_attn(host: Host, server: Server) -> str:
+    if server.flash_attn is not None:
+        return server.flash_attn
+    return "auto" if host.backend == "cpu" else "on"
+
+
+def load_mode(server: Server, gpu: Gpu | None) -> str | None:
+    if server.load_mode is not None:
+        return None if server.load_mode == "auto" else server.load_mode
+    return None if gpu is None else gpu.quirks.get("load_mode")
+
+
+def server_env(host: Host, server: Server, gpu: Gpu | None) -> dict[str, str]:
+    """Environment for the unit's EnvironmentFile: GPU quirks for this backend, then the server's own."""
+    env = gpu.env(host.backend) if gpu is not None else {}
+    return {**env, **server.env}
+
+
+def served_model_id(host: Host, server: Server) -> str:
+    """The model id llama-server reports on /v1/models: the alias, else the model file's name."""
+    if server.alias is not None:
+        return server.alias
+    assert server.model is not None
+    return host.model(server.model).filename
+
+
+def plan_server(host: Host, facts: HostFacts, layout: Layout, index: int) -> ServerPlan:
+    """The plan of the host's ``index``-th server (the host must have passed the checks)."""
+    assert host.llamacpp is not None
+    declared, server = host.servers[index], host.active_servers[index]
+    assert server.model is not None
+    model = host.model(server.model)
+    mmproj = host.model(server.mmproj) if server.mmproj is not None else None
+    gpu = server_gpu(host, facts, server)
+    bind = server_bind(host, server)
+    device = device_name(host, facts, gpu)
+    mode = load_mode(server, gpu)
+    layers, attn = gpu_layers(host, server), flash_attn(host, server)
+    model_path = layout.model_path(model)
+    mmproj_path = layout.model_path(mmproj) if mmproj is not None else None
+    argv = server_argv(
+        server,
+        binary=layout.server_binary,
+        model_path=model_path,
+        mmproj_path=mmproj_path,
+        chat_template_path=None if model.chat_template is None else layout.chat_template_path(model.chat_template),
+        bind=bind,
+        gpu_layers=layers,
+        flash_attn=attn,
+        device=device,
+        load_mode=mode,
+        build=host.llamacpp.build,
+    )
+    return ServerPlan(
+        index=index,
+        server=server,
+        declared=declared,
+        model=model,
+        mmproj=mmproj,
+        unit=layout.unit_name(server),
+        env_name=layout.env_name(server),
+        env_file=layout.env_file(server),
+        unit_render_path=unit_render_path(server),
+        env_render_path=env_render_path(server),
+        backend=host.backend,
+        gpu=gpu,
+        device=device,
+        expected_device=expected_device(host, facts, gpu),
+        bind_host=bind[0],
+        bind_port=bind[1],
+        client_host=server.host,
+        client_port=server.port,
+        served_model=served_model_id(host, server),
+        model_path=model_path,
+        mmproj_path=mmproj_path,
+        gpu_layers=layers,
+        flash_attn=attn,
+        load_mode=mode,
+        environment=server_env(host, server, gpu),
+        argv=tuple(argv),
+    )

@@ -1,0 +1,133 @@
+"""Agent client configs: llamafleet's part of OpenCode's, pi's, Continue's and Claude Code's files, from the plan.
+
+Each function returns a fragment; ``roles/agent_clients`` merges it into the login user's existing file with
+:func:`generators.merge.merge_text`, so the user's other settings stay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from generators.merge import dump
+from generators.plan.clients import ClientsPlan, Endpoint
+
+PROVIDER = "llamafleet"  # our provider/model keys in every client file; the user's own entries are never touched
+PLACEHOLDER_KEY = "sk-local"  # llama-server without --api-key ignores it; clients insist on a non-empty key
+# OpenCode's built-in tools with the heaviest schemas (seed 000: dropping these four cut the prompt by 44%).
+OPENCODE_TOOLS = {
+    "full": {},
+    "lite": {"todowrite": False, "task": False, "skill": False, "webfetch": False},
+    "minimal": {n: False for n in ("edit", "write", "grep", "todowrite", "task", "skill", "webfetch")},
+}
+
+
+def _chat(plan: ClientsPlan) -> Endpoint:
+    assert plan.chat is not None
+    return plan.chat
+
+
+def opencode(plan: ClientsPlan) -> dict[str, Any]:
+    chat = _chat(plan)
+    assert plan.opencode_tools is not None
+    model: dict[str, Any] = {"name": chat.label}
+    if chat.context:  # unknown for ctx: native until the GGUF is read; OpenCode then uses its own defaults
+        model["limit"] = {"context": chat.context, "output": chat.output}
+    if chat.vision:
+        model["modalities"] = {"input": ["text", "image"], "output": ["text"]}
+    config: dict[str, Any] = {
+        "$schema": "https://opencode.ai/config.json",
+        "model": f"{PROVIDER}/{chat.model_id}",
+        "provider": {
+            PROVIDER: {
+                "npm": "@ai-sdk/openai-compatible",
+                "name": f"llamafleet ({chat.engine})",
+                "options": {"baseURL": chat.openai_base, "apiKey": PLACEHOLDER_KEY},
+                "models": {chat.model_id: model},
+            }
+        },
+    }
+    tools = OPENCODE_TOOLS[plan.opencode_tools]
+    if tools:
+        config["tools"] = dict(tools)
+    return config
+
+
+def pi(plan: ClientsPlan) -> dict[str, Any]:
+    chat = _chat(plan)
+    return {
+        "providers": {
+            PROVIDER: {
+                "baseUrl": chat.openai_base,
+                "api": "openai-completions",
+                "apiKey": PLACEHOLDER_KEY,
+                "models": [
+                    {
+                        "id": chat.model_id,
+                        "name": chat.label,
+                        "reasoning": plan.pi_reasoning,
+                        "input": ["text", "image"] if chat.vision else ["text"],
+                        "contextWindow": chat.context or 4096,
+                        "maxTokens": chat.output,
+                        "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0},
+                    }
+                ],
+            }
+        }
+    }
+
+
+def continue_dev(plan: ClientsPlan) -> dict[str, Any]:
+    chat = _chat(plan)
+    models: list[dict[str, Any]] = []
+    chat_model: dict[str, Any] = {
+        "name": f"{PROVIDER} chat",
+        "provider": "ollama" if chat.engine == "ollama" else "openai",
+        "model": chat.model_id,
+        "apiBase": chat.base if chat.engine == "ollama" else chat.openai_base,
+        "roles": ["chat", "edit", "apply"],
+        "capabilities": ["tool_use"] + (["image_input"] if chat.vision else []),
+    }
+    if chat.engine != "ollama":
+        chat_model["apiKey"] = PLACEHOLDER_KEY
+    if chat.context:
+        chat_model["defaultCompletionOptions"] = {"contextLength": chat.context, "maxTokens": chat.output}
+    models.append(chat_model)
+    auto = plan.autocomplete
+    if auto is not None:
+        models.append(
+            {
+                "name": f"{PROVIDER} autocomplete",
+                "provider": "ollama" if auto.engine == "ollama" else "llama.cpp",
+                "model": auto.model_id,
+                "apiBase": auto.base,
+                "roles": ["autocomplete"],
+            }
+        )
+    return {"name": "llamafleet", "version": "1.0.0", "schema": "v1", "models": models}
+
+
+def claude_code(plan: ClientsPlan) -> dict[str, Any]:
+    chat = _chat(plan)
+    return {
+        "env": {
+            "ANTHROPIC_BASE_URL": chat.base,  # llama-server (and Ollama) serve Anthropic's /v1/messages here
+            "ANTHROPIC_AUTH_TOKEN": PLACEHOLDER_KEY,
+            "ANTHROPIC_MODEL": chat.model_id,
+            "ANTHROPIC_DEFAULT_HAIKU_MODEL": chat.model_id,
+        }
+    }
+
+
+FRAGMENTS: dict[str, Callable[[ClientsPlan], dict[str, Any]]] = {
+    "opencode": opencode,
+    "pi": pi,
+    "continue": continue_dev,
+    "claude_code": claude_code,
+}
+
+
+def render_client(plan: ClientsPlan, name: str) -> str:
+    """One client's fragment as file text in its own format."""
+    fmt = next(f.fmt for f in plan.files if f.name == name)
+    return dump(FRAGMENTS[name](plan), fmt)

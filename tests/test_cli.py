@@ -46,3 +46,16 @@ def test_unknown_host_is_an_error_listing_the_hosts(tmp_path: Path) -> None:
     assert done.stderr.startswith("host rtx9090: --host: not in inventory inventories/example (hosts: ")
     assert "strix-halo" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_every_command_of_the_old_module_entry_points_is_a_subcommand() -> None:
+    """python -m generators.backends/.toolchain/.fit.catalog became render-build, check-devices, toolchain, catalog."""
+    for command in ("render", "fit", "catalog", "toolchain", "render-build", "check-devices"):
+        done = run(command, "--help")
+        assert done.returncode == 0 and done.stdout.startswith("usage: python -m generators " + command), command
+    listed = run("catalog", "list")
+    assert listed.returncode == 0 and "SmolLM2-135M-Instruct.Q4_1.gguf" in listed.stdout
+    probe = run("toolchain", "--print-probe")
+    assert probe.returncode == 0 and probe.stdout.startswith("#!")
+    bad = run("catalog", "add", "--repo", "org/repo")
+    assert bad.returncode == 2 and "add needs --repo and --file, or --path" in bad.stderr

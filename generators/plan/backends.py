@@ -120,7 +120,7 @@ def problems(target: BuildTarget) -> list[Problem]:
         if not target.cuda_arch:
             found.append(Problem("gpu.cuda_arch", "the cuda backend needs the GPU's architecture (e.g. 89)"))
         if target.toolchain is None:
-            found.append(Problem("llamacpp.backend", "the cuda backend needs a toolchain plan (generators.toolchain)"))
+            found.append(Problem("llamacpp.backend", "the cuda backend needs a toolchain plan (generators.plan.toolchain)"))
         elif target.toolchain.builds and target.toolchain.nvcc and not bad_arch:
             for message in arch_problems(Version(target.toolchain.nvcc), target.cuda_arch):
                 found.append(Problem("gpu.cuda_arch", message))

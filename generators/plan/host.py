@@ -19,7 +19,15 @@ from generators.plan.builds import BuildPlan, build_paths, plan_builds
 from generators.plan.checks import host_problems
 from generators.plan.clients import ClientsPlan, plan_clients
 from generators.plan.layout import OLLAMA_RENDER_PATH, Layout, chat_template_render_path
-from generators.plan.proxy import PACKAGE, RENDER_PATH, UNIT_NAME, ProxyUnit, fronted_server, health_url, host_proxy_unit
+from generators.plan.proxy import (
+    PACKAGE,
+    RENDER_PATH,
+    UNIT_NAME,
+    ProxyUnit,
+    fronted_server,
+    health_url,
+    host_proxy_unit,
+)
 from generators.plan.servers import ServerPlan, plan_server
 from generators.spec import Host, LlamaCpp, Ollama
 

@@ -151,7 +151,7 @@ def test_bad_targets_report_every_problem_with_host_and_field() -> None:
     assert "host ws1: llamacpp.targets: must include llama-server" in lines
     assert "host ws1: gpu.cuda_arch: not CUDA architectures: sm89 (e.g. 75, 89, 120a)" in lines
     assert "host ws1: gpu.gfx_target: only the hip backend takes a GPU target (got cuda)" in lines
-    assert "host ws1: llamacpp.backend: the cuda backend needs a toolchain plan (generators.toolchain)" in lines
+    assert "host ws1: llamacpp.backend: the cuda backend needs a toolchain plan (generators.plan.toolchain)" in lines
     old = cuda("120a", plan("12.4", "11.4", "2.35"))
     with pytest.raises(SpecError, match="gpu.cuda_arch: nvcc 12.4 cannot compile for 120a"):
         render_build(old, PATHS)

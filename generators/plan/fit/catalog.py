@@ -3,7 +3,7 @@
 CI and the example inventory cannot reach the hub, so the planner reads the facts of each seed model from this
 catalog, keyed by GGUF file name. An entry's ``provenance`` says where its numbers come from:
 
-- ``header``: read from the model's GGUF header by :mod:`generators.fit.gguf_facts` (exact);
+- ``header``: read from the model's GGUF header by :mod:`generators.plan.fit.gguf_facts` (exact);
 - ``estimate``: hand-entered architecture numbers from the model card, tensor bytes spread over the layers from the
   published file size (good to a few percent; refresh it when online).
 

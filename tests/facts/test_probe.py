@@ -1,4 +1,4 @@
-"""The controller-side parser of the host probe: exact facts from every recorded fixture, one clear line per bad fact."""
+"""The host probe's controller-side parser: exact facts from every recorded fixture, one clear line per bad fact."""
 
 from __future__ import annotations
 
@@ -306,7 +306,10 @@ def test_every_bad_fact_is_reported_at_once():
             ),
             "facts.vulkaninfo.GPU1: deviceType 'PHYSICAL_DEVICE_TYPE_TOASTER' is not a Vulkan device type",
         ),
-        (lambda d: d.update(login_defs="UID_MIN one-thousand\n"), "facts.login_defs: UID_MIN 'one-thousand' is not a number"),
+        (
+            lambda d: d.update(login_defs="UID_MIN one-thousand\n"),
+            "facts.login_defs: UID_MIN 'one-thousand' is not a number",
+        ),
         (
             lambda d: d["disk"][0].update(free_bytes="plenty"),
             "facts.disk[/var/cache/llamafleet]: free_bytes 'plenty' / total_bytes 1967317893120 are not byte counts",
@@ -353,7 +356,9 @@ def test_nvidia_smi_without_its_driver_is_a_tool_failure():
 
 def test_vulkaninfo_without_a_driver_and_a_timed_out_tool():
     data = raw("debian13-container-vulkan")
-    data["vulkaninfo"].update(rc=1, stdout="", stderr="ERROR: [Loader Message] Code 0 : vkCreateInstance: Found no drivers!\n")
+    data["vulkaninfo"].update(
+        rc=1, stdout="", stderr="ERROR: [Loader Message] Code 0 : vkCreateInstance: Found no drivers!\n"
+    )
     data["nvcc"] = {"argv": ["/usr/local/cuda/bin/nvcc", "--version"], "rc": None, "stdout": "", "stderr": "",
                     "timed_out": True}
     f = parse_probe("deb13", data)

@@ -194,9 +194,16 @@ def build_render_path(host: Host, backend: str) -> str:
     return "build/build-llamacpp.sh" if backend == host.backend else f"build/build-llamacpp-{backend}.sh"
 
 
+def bundle_helper(layout: Layout) -> str:
+    """Where the llamacpp role installs the CUDA bundle extractor (roles/llamacpp/files/llamafleet_bundle.py) and
+    the bundle build script runs it from (the manifest's llamacpp.bundle_helper)."""
+    return f"{layout.cache_root}/bin/llamafleet-bundle.py"
+
+
 def render_build_script(host: Host, layout: Layout, backend: str | None = None) -> str:
     """The build script of one backend (default: the servers'), rendered by generators.backends."""
-    return backends.render_build(build_target(host, backend or host.backend), build_paths(layout))
+    bundle = backends.BundleSettings(bundle_py=bundle_helper(layout))
+    return backends.render_build(build_target(host, backend or host.backend), build_paths(layout), bundle)
 
 
 _BACKEND_SWITCHES = ("-DGGML_CUDA=", "-DGGML_VULKAN=", "-DGGML_HIP=", "-DCMAKE_CUDA_ARCHITECTURES=", "-DGPU_TARGETS=")
@@ -295,6 +302,7 @@ def _llamacpp(host: Host, layout: Layout) -> dict[str, Any] | None:
             "cmake_flags": backends.cmake_flags(target),
             "toolchain": target.toolchain.as_dict() if target.toolchain is not None else None,
         })
+    uses_bundle = any(t.toolchain is not None and t.toolchain.kind == "bundle" for t in targets)
     return {
         "build": host.llamacpp.build,
         "backend": host.llamacpp.backend,
@@ -313,6 +321,7 @@ def _llamacpp(host: Host, layout: Layout) -> dict[str, Any] | None:
         "cmake_flags": backends.cmake_flags(primary),
         "build_env": dict(primary.env),
         "builds": builds,
+        "bundle_helper": bundle_helper(layout) if uses_bundle else None,
     }
 
 
@@ -383,6 +392,10 @@ def _ollama(host: Host, layout: Layout) -> dict[str, Any] | None:
     }
 
 
+# The SSE proxy's user unit: in every manifest (top-level sse_proxy_unit), so roles can retire a proxy a host dropped.
+SSE_PROXY_UNIT = "llamafleet-sse-proxy.service"
+
+
 def _sse_proxy(host: Host, layout: Layout) -> dict[str, object] | None:
     from generators.sseproxy_render import proxy_manifest  # late: sseproxy_render imports this module
 
@@ -423,6 +436,7 @@ def manifest(host: Host, layout: Layout) -> dict[str, object]:
         "clients": _clients(host, layout),
         "hub": _hub(host),
         "sse_proxy": _sse_proxy(host, layout),
+        "sse_proxy_unit": SSE_PROXY_UNIT,
     }
 
 

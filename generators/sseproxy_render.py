@@ -1,8 +1,8 @@
 """The SSE-repair proxy's systemd user unit: typed settings in, unit text out (pure; no I/O).
 
-The proxy (:mod:`generators.sseproxy`) takes the port the agents use and forwards to llama-server, moved
-behind it on loopback. The sse_proxy role installs the package under ``install_dir`` and this unit for the
-service user.
+The proxy (the host program ``llamafleet_sseproxy``, shipped in ``roles/sse_proxy/files/``) takes the port the
+agents use and forwards to llama-server, moved behind it on loopback. The sse_proxy role installs the package
+under ``install_dir`` and this unit for the service user.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from urllib.parse import urlsplit
 
 from generators.errors import Problem, SpecError
 from generators.layout import Layout
-from generators.render import argv_lines, environment
+from generators.render import SSE_PROXY_UNIT, argv_lines, environment
 from generators.spec import Host
 
 TEMPLATE = "sse-proxy.service.j2"
-UNIT_NAME = "llamafleet-sse-proxy.service"
+UNIT_NAME = SSE_PROXY_UNIT
+PACKAGE = "llamafleet_sseproxy"  # the host program's package: <install_dir>/llamafleet_sseproxy/, run with -m
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+-]*$")
 _UNIT = re.compile(r"^[A-Za-z0-9:_.@-]+\.service$")
 _LOOPBACK_NAMES = {"localhost"}
@@ -93,7 +94,7 @@ def problems(unit: ProxyUnit) -> list[Problem]:
 def proxy_argv(unit: ProxyUnit) -> list[str]:
     """The command line the unit runs (``--listen`` takes ``[v6]:port`` for IPv6)."""
     listen = f"[{unit.listen_host}]" if ":" in unit.listen_host else unit.listen_host
-    argv = [unit.python, "-m", "generators.sseproxy", "--listen", f"{listen}:{unit.listen_port}"]
+    argv = [unit.python, "-m", PACKAGE, "--listen", f"{listen}:{unit.listen_port}"]
     argv += ["--upstream", unit.upstream_url.rstrip("/"), "--keepalive", unit.keepalive]
     argv += ["--wait-timeout", f"{unit.wait_timeout:g}"]
     if unit.split_open_brace:
@@ -107,7 +108,7 @@ def render_proxy_unit(unit: ProxyUnit) -> str:
     if found:
         raise SpecError(unit.host, found)
     lines = argv_lines(proxy_argv(unit))
-    # argv_lines pairs an option with its value; "-m generators.sseproxy" reads best on the binary's line
+    # argv_lines pairs an option with its value; "-m llamafleet_sseproxy" reads best on the binary's line
     exec_lines = [f"{lines[0]} {lines[1]}", *lines[2:]] if lines[1].startswith("-m ") else lines
     return environment().get_template(TEMPLATE).render(unit=unit, exec_lines=exec_lines)
 
@@ -164,4 +165,6 @@ def proxy_manifest(host: Host, layout: Layout) -> dict[str, object] | None:
         "keepalive": unit.keepalive,
         "split_open_brace": unit.split_open_brace,
         "wait_timeout": unit.wait_timeout,
+        "install_dir": unit.install_dir,
+        "package": PACKAGE,
     }

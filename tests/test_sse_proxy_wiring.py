@@ -12,6 +12,7 @@ import sys as _sys
 from pathlib import Path as _Path
 
 import pytest
+from llamafleet_sseproxy.__main__ import parse_args  # roles/sse_proxy/files, on pytest's pythonpath
 
 _sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
 from hostsupport import DEMO, parse, parse_tweaked
@@ -21,7 +22,6 @@ from generators.flags import server_argv
 from generators.layout import Layout
 from generators.render import render_host
 from generators.spec import Host
-from generators.sseproxy.__main__ import parse_args
 from generators.sseproxy_render import UNIT_NAME, host_proxy_unit, proxy_argv
 
 PROXY_PATH = f"systemd/user/{UNIT_NAME}"

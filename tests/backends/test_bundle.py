@@ -7,18 +7,18 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import llamafleet_bundle as bundle  # roles/llamacpp/files, on pytest's pythonpath (pyproject.toml)
 import pytest
 from packaging.version import Version
 
-from generators import bundle
 from generators.backends import BuildPaths, BuildTarget, BundleSettings, render_build
 from generators.toolchain import HostCompiler, HostToolchain, resolve
 
 from .oci_fixture import official_like_image
 
 ROOT = Path(__file__).resolve().parents[2]
-BUNDLE_PY = ROOT / "generators" / "bundle.py"
-SYSTEM_PYTHON = "/usr/bin/python3"  # the host's python: bundle.py must need nothing but the standard library
+BUNDLE_PY = ROOT / "roles" / "llamacpp" / "files" / "llamafleet_bundle.py"
+SYSTEM_PYTHON = "/usr/bin/python3"  # the host's python: the extractor must need nothing but the standard library
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""How much the verified-sidecar saves: `hub.py plan` on a present model, sidecar valid vs. file touched (re-hash).
+"""How much the verified-sidecar saves: the fetcher's plan (check mode) on a present model, sidecar valid vs. file
+touched (re-hash).
 
     LLAMAFLEET_SMOLLM2_GGUF=... python bench/hub_recheck.py [ROUNDS]
 
@@ -23,19 +24,21 @@ sys.path.insert(0, str(ROOT / "tests" / "hub"))
 
 from fakehub import Hub, HubFile, Repo, serve
 
-HUB_PY = ROOT / "generators" / "hub.py"
+MODULE = ROOT / "roles" / "hf_models" / "library" / "llamafleet_hf_fetch.py"  # the hf_models role's fetcher
 
 
 def hub_py(command: str, endpoint: str, dest: Path) -> float:
-    args = [sys.executable, str(HUB_PY), command, "--repo", "a/b", "--file", "m.gguf", "--dest", str(dest)]
-    start = time.perf_counter()
-    proc = subprocess.run(
-        [*args, "--endpoint", endpoint, "--reserve-bytes", "0"], capture_output=True, text=True, check=False
-    )
-    elapsed = time.perf_counter() - start
+    """One plan (check mode) or fetch, run as Ansible runs the module: its own process, JSON in and out."""
+    params = {"repo": "a/b", "file": "m.gguf", "dest": str(dest), "endpoint": endpoint, "reserve_bytes": 0}
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as args:
+        json.dump({"ANSIBLE_MODULE_ARGS": {**params, "_ansible_check_mode": command == "plan"}}, args)
+        args.flush()
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, str(MODULE), args.name], capture_output=True, text=True, check=False)
+        elapsed = time.perf_counter() - start
+    result = json.loads(proc.stdout)
     if proc.returncode != 0:
-        raise SystemExit(proc.stderr)
-    json.loads(proc.stdout)
+        raise SystemExit(result.get("msg", proc.stderr))
     return elapsed
 
 

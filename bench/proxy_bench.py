@@ -6,7 +6,7 @@ A fast upstream (aiohttp, in a process of its own) streams chat-completion chunk
 code generation (newlines, quotes, non-ASCII, a backslash escape cut in two), one write per event as llama-server
 does, each stamped with the time it was sent. A lean client (raw aiohttp reads, no JSON parsing) counts events
 and measures each one's latency. Every measurement is taken twice, directly and through the proxy (the real
-process, ``python -m generators.sseproxy``), interleaved round by round; the printed ratios compare the medians.
+process, ``python -m llamafleet_sseproxy``), interleaved round by round; the printed ratios compare the medians.
 
 Two regimes, at 1 and 64 concurrent streams:
 - saturated: the upstream sends as fast as it can, so the proxy's cost per event is what limits it;
@@ -32,6 +32,7 @@ from pathlib import Path
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
 REPO = Path(__file__).resolve().parents[1]
+PACKAGE_ROOT = REPO / "roles" / "sse_proxy" / "files"  # holds llamafleet_sseproxy/, as <install_dir> on hosts
 # JSON string contents: newlines and quotes escaped, a non-ASCII word, and a backslash ("\\\\") cut from its "n"
 TOKENS = ["def", " parse", "(", "text", "):", "\\n", "    ", "return", ' \\"', "caf\u00e9", ' \\"', "\\\\", "n", "}"]
 TEMPLATE = (
@@ -84,7 +85,7 @@ async def serve_upstream(port: int) -> None:
 
 
 def start(cmd: list[str], ready_url: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)})
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -103,7 +104,7 @@ def start_upstream(port: int) -> subprocess.Popen[bytes]:
 
 
 def start_proxy(port: int, upstream: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "generators.sseproxy", "--listen", f"127.0.0.1:{port}"]
+    cmd = [sys.executable, "-m", "llamafleet_sseproxy", "--listen", f"127.0.0.1:{port}"]
     cmd += ["--upstream", f"http://127.0.0.1:{upstream}", "--log-level", "WARNING"]
     return start(cmd, f"http://127.0.0.1:{port}/proxy/health")
 
@@ -220,8 +221,7 @@ def main() -> int:
     p.add_argument("--upstream-only", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.upstream_only:
-        sys.path.insert(0, str(REPO))
-        from generators.sseproxy.__main__ import run as run_loop  # the proxy's own choice of event loop
+        from llamafleet_sseproxy.__main__ import run as run_loop  # the proxy's own choice (PYTHONPATH from start)
 
         run_loop(serve_upstream(args.upstream_only))
         return 0

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+PACKAGE_ROOT = REPO / "roles" / "sse_proxy" / "files"  # holds llamafleet_sseproxy/, as <install_dir> on hosts
 
 
 def free_port() -> int:
@@ -102,9 +103,10 @@ def main() -> int:
                   "--parallel", "2", "--alias", "local", "--threads", "1"]
     logs = open(os.devnull, "w")
     server = subprocess.Popen(server_cmd, stdout=logs, stderr=logs)
-    proxy = subprocess.Popen([sys.executable, "-m", "generators.sseproxy", "--listen", f"127.0.0.1:{px}",
+    proxy = subprocess.Popen([sys.executable, "-m", "llamafleet_sseproxy", "--listen", f"127.0.0.1:{px}",
                               "--upstream", f"http://127.0.0.1:{up}", "--wait-timeout", "120"],
-                             cwd=REPO, stdout=logs, stderr=logs)
+                             cwd=PACKAGE_ROOT, env={**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)},
+                             stdout=logs, stderr=logs)
     try:
         wait_health(f"http://127.0.0.1:{up}/health")
         wait_health(f"http://127.0.0.1:{px}/proxy/health")

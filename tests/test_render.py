@@ -418,5 +418,14 @@ def test_a_host_no_nvcc_accepts_gets_the_official_bundle_script() -> None:
     script = files["build/build-llamacpp.sh"].content
     assert "python3 /var/cache/llamafleet/bin/llamafleet-bundle.py \\\n" in script
     assert "cmake" not in script and 'if [[ -x "$prefix/bin/llama-server" ]]; then' in script
-    build = json.loads(files["manifest.json"].content)["llamacpp"]["builds"][0]
+    llamacpp = json.loads(files["manifest.json"].content)["llamacpp"]
+    build = llamacpp["builds"][0]
     assert build["toolchain"]["kind"] == "bundle" and build["prefix"] == "/opt/llamafleet/llama.cpp/b11434-cuda"
+    # the llamacpp role installs the extractor at the manifest's bundle_helper: the path the script runs
+    assert llamacpp["bundle_helper"] == "/var/cache/llamafleet/bin/llamafleet-bundle.py"
+    assert f"python3 {llamacpp['bundle_helper']} \\\n" in script
+
+
+def test_a_host_without_a_bundle_plan_has_no_bundle_helper() -> None:
+    files = render_spec(parse_tweaked("rtx4090", {}))
+    assert json.loads(files["manifest.json"].content)["llamacpp"]["bundle_helper"] is None

@@ -12,6 +12,7 @@ import sys as _sys
 from pathlib import Path as _Path
 
 import pytest
+from llamafleet_sseproxy.__main__ import parse_args  # roles/sse_proxy/files, on pytest's pythonpath
 
 _sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
 from hostsupport import DEMO, parse, parse_tweaked, plan_of, render_spec
@@ -19,7 +20,6 @@ from hostsupport import DEMO, parse, parse_tweaked, plan_of, render_spec
 from generators.errors import SpecError
 from generators.plan.proxy import UNIT_NAME, fronted_server, proxy_argv
 from generators.spec import Host
-from generators.sseproxy.__main__ import parse_args
 
 PROXY_PATH = f"systemd/user/{UNIT_NAME}"
 

@@ -109,14 +109,12 @@ def test_toolchain_plans_reach_the_script() -> None:
     assert "ghcr.io/ggml-org/llama.cpp:full-cuda13-b11434" in bundle and "cmake" not in bundle
 
 
-def test_the_llamacpp_role_installs_the_extractor_where_the_bundle_script_runs_it() -> None:
+def test_the_llamacpp_role_installs_the_extractor_from_its_own_files() -> None:
     repo = Path(__file__).resolve().parents[2]
-    bundle = render_build(TARGETS["cuda-75-bundle"], PATHS)
     role_vars = yaml.safe_load((repo / "roles/llamacpp/vars/main.yml").read_text())
-    installed = role_vars["__llamacpp_bundle_py"].replace("{{ __llamacpp_manifest.cache_root }}", PATHS.cache_root)
-    assert f"python3 {installed} " in bundle
-    source = yaml.safe_load((repo / "roles/llamacpp/defaults/main.yml").read_text())["llamacpp_bundle_src"]
-    assert (repo / "roles/llamacpp" / source.replace("{{ role_path }}/", "")).resolve() == repo / "generators/bundle.py"
+    assert role_vars["__llamacpp_bundle_py"] == "{{ __llamacpp_manifest.bundle_helper }}"
+    tasks = (repo / "roles/llamacpp/tasks/main.yml").read_text()
+    assert "src: llamafleet_bundle.py\n" in tasks and (repo / "roles/llamacpp/files/llamafleet_bundle.py").is_file()
 
 
 def test_hip_takes_compiler_and_root_from_hipconfig() -> None:

@@ -7,10 +7,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import llamafleet_bundle as bundle  # roles/llamacpp/files, on pytest's pythonpath (pyproject.toml)
 import pytest
 from packaging.version import Version
 
-from generators import bundle
 from generators.facts.toolchain import HostCompiler, HostToolchain
 from generators.plan.backends import BuildPaths, BuildTarget, BundleSettings
 from generators.plan.toolchain import resolve
@@ -19,8 +19,8 @@ from generators.render.builds import render_build
 from .oci_fixture import official_like_image
 
 ROOT = Path(__file__).resolve().parents[2]
-BUNDLE_PY = ROOT / "generators" / "bundle.py"
-SYSTEM_PYTHON = "/usr/bin/python3"  # the host's python: bundle.py must need nothing but the standard library
+BUNDLE_PY = ROOT / "roles" / "llamacpp" / "files" / "llamafleet_bundle.py"
+SYSTEM_PYTHON = "/usr/bin/python3"  # the host's python: the extractor must need nothing but the standard library
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,12 @@
-"""Fixtures for the model fetcher: the real smollm2 GGUF, a loopback hub serving it, and a way to run hub.py."""
+"""Fixtures for the model fetcher: the real smollm2 GGUF, a loopback hub serving it, and a way to run the fetcher module."""
 
 from __future__ import annotations
 
 import os
-import sys as _sys
 from collections.abc import Iterator
 from pathlib import Path
-from pathlib import Path as _Path
 
 import pytest
-
-_sys.path.insert(
-    0, str(_Path(__file__).resolve().parent)
-)  # fakehub.py, hubcli.py (pytest runs --import-mode=importlib)
 from fakehub import Hub, HubFile, Repo, serve
 from hubcli import FILE, GOOD_TOKEN, REPO
 

@@ -1,14 +1,12 @@
-"""generators/hub.py against a loopback hub serving the real smollm2 GGUF: verified, resumable, disk-checked."""
+"""The hf_models fetcher module against a loopback hub serving the real smollm2 GGUF: verified, resumable,
+disk-checked; plan = check mode."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import sys as _sys
 from pathlib import Path
-
-_sys.path.insert(0, str(Path(__file__).resolve().parent))  # fakehub.py, hubcli.py (pytest runs --import-mode=importlib)
 
 from hubcli import FILE, GOOD_TOKEN, HOST, REPO, run_hub
 

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # proxy_support, under either pytest import mode
-
 from proxy_support import ProxyProcess, ScriptedUpstream
 
 

@@ -2,7 +2,7 @@
 
 The scripted upstream is a real HTTP server (aiohttp, in a thread of the test process) that answers a streamed
 chat completion with the exact bytes a test scripts, chunk by chunk, as llama-server would; the proxy under test
-runs as its own process (``python -m generators.sseproxy``), and clients are real ones (``openai``, aiohttp).
+runs as its own process (``python -m llamafleet_sseproxy``, the package alone on PYTHONPATH), and clients are real ones (``openai``, aiohttp).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import openai
 from aiohttp import web
 
 REPO = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = REPO / "roles" / "sse_proxy" / "files"  # holds llamafleet_sseproxy/, as <install_dir> on hosts
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
@@ -214,11 +215,11 @@ class ProxyProcess:
 
     def start(self) -> ProxyProcess:
         python = os.environ.get("LLAMAFLEET_PROXY_PYTHON", sys.executable)  # e.g. one with the distro's aiohttp
-        cmd = [python, "-m", "generators.sseproxy", "--listen", f"127.0.0.1:{self.port}"]
+        cmd = [python, "-m", "llamafleet_sseproxy", "--listen", f"127.0.0.1:{self.port}"]
         cmd += ["--upstream", self.upstream, "--poll-interval", "0.5", *self.args]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}  # as the unit runs it: no generators/ in reach
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - read back and closed by stop()
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=self.log)
+        self.proc = subprocess.Popen(cmd, cwd=PACKAGE_ROOT, env=env, stderr=self.log)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

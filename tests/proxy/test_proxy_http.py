@@ -28,7 +28,7 @@ from proxy_support import (
     tool_call_events,
 )
 
-from generators.sseproxy.rechunk import ends_inside
+from llamafleet_sseproxy.rechunk import ends_inside
 
 HOSTILE = '{"path": "f.txt", "content": "a\\nb \\"q\\" c:\\\\ caf\\u00e9 \\ud83d\\ude00 é😀"}'
 CONTENT = 'Line\\n one: \\"quoted\\" C:\\\\dir caf\\u00e9 \\ud83d\\ude00 é😀 東京'

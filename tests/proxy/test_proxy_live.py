@@ -10,7 +10,7 @@ import openai
 import pytest
 from proxy_support import FIXTURES, WRITE_TOOL, LlamaServer, ProxyProcess, boundaries, http_get
 
-from generators.sseproxy.rechunk import ends_inside
+from llamafleet_sseproxy.rechunk import ends_inside
 
 
 @pytest.fixture(scope="module")

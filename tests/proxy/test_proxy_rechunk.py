@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from proxy_support import DONE, chunk, content_events, event, tool_call_events
 
-from generators.sseproxy.rechunk import (
+from llamafleet_sseproxy.rechunk import (
     MAX_HELD,
     RechunkOptions,
     StreamRechunker,

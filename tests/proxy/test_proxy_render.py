@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from proxy_support import REPO, free_port, http_get
+from llamafleet_sseproxy import FILES
+from llamafleet_sseproxy.__main__ import parse_args
+from proxy_support import PACKAGE_ROOT, REPO, free_port, http_get
 
 from generators.errors import SpecError
-from generators.sseproxy import FILES
-from generators.sseproxy.__main__ import parse_args
+from generators.inventory import host_vars
+from generators.pipeline import render_hostvars
 from generators.plan.proxy import UNIT_NAME, ProxyUnit, proxy_argv
 from generators.render.units import render_proxy_unit
 
@@ -141,8 +143,29 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
 def test_role_copies_exactly_the_package_files() -> None:
     role_vars = yaml.safe_load((REPO / "roles/sse_proxy/vars/main.yml").read_text())
     assert tuple(role_vars["__sse_proxy_files"]) == FILES
-    on_disk = {p.name for p in (REPO / "generators/sseproxy").glob("*.py")}
+    on_disk = {p.name for p in (PACKAGE_ROOT / "llamafleet_sseproxy").glob("*.py")}
     assert on_disk == set(FILES)
+
+
+def test_role_installs_the_package_where_the_unit_runs_it_and_retires_the_old_tree() -> None:
+    """The manifest names install_dir and package; the role copies files/<package> there, the unit runs -m
+    <package> with PYTHONPATH=<install_dir>, and the old <install_dir>/generators tree goes."""
+    rendered = render_hostvars("t1200-laptop", host_vars(REPO / "inventories/example", "t1200-laptop"))
+    proxy = rendered.manifest["sse_proxy"]
+    assert (proxy["install_dir"], proxy["package"]) == ("/opt/llamafleet/sseproxy", "llamafleet_sseproxy")
+    assert (PACKAGE_ROOT / proxy["package"] / "__main__.py").is_file()
+    unit = render_proxy_unit(ProxyUnit("t1200-laptop", install_dir=proxy["install_dir"]))
+    assert f"Environment=PYTHONPATH={proxy['install_dir']}\n" in unit
+    assert f"-m {proxy['package']} " in unit
+    role_vars = yaml.safe_load((REPO / "roles/sse_proxy/vars/main.yml").read_text())
+    assert role_vars["__sse_proxy_install_dir"] == "{{ preflight_rendered.manifest.sse_proxy.install_dir }}"
+    assert role_vars["__sse_proxy_package"] == "{{ preflight_rendered.manifest.sse_proxy.package }}"
+    tasks = yaml.safe_load((REPO / "roles/sse_proxy/tasks/main.yml").read_text())
+    copy = next(t for t in tasks if "ansible.builtin.copy" in t and "loop" in t)["ansible.builtin.copy"]
+    assert copy["src"] == "{{ __sse_proxy_package }}/{{ item }}"  # from the role's own files/
+    assert copy["dest"] == "{{ __sse_proxy_package_dir }}/{{ item }}"
+    removed = [t["ansible.builtin.file"] for t in tasks if t.get("ansible.builtin.file", {}).get("state") == "absent"]
+    assert removed == [{"path": "{{ __sse_proxy_install_dir }}/generators", "state": "absent"}]
 
 
 def test_llama_server_role_retires_the_unit_the_proxy_is_installed_as() -> None:
@@ -153,7 +176,7 @@ def test_llama_server_role_retires_the_unit_the_proxy_is_installed_as() -> None:
 def test_package_imports_only_the_standard_library_and_aiohttp_and_uvloop_only_if_present() -> None:
     allowed = set(sys.stdlib_module_names) | {"aiohttp", "yarl"}  # yarl is aiohttp's own URL type
     for name in FILES:
-        tree = ast.parse((REPO / "generators/sseproxy" / name).read_text())
+        tree = ast.parse((PACKAGE_ROOT / "llamafleet_sseproxy" / name).read_text())
         guarded = {  # imports inside `try: ... except ImportError:` (optional speed-ups)
             id(inner)
             for node in ast.walk(tree)
@@ -173,20 +196,20 @@ def test_package_imports_only_the_standard_library_and_aiohttp_and_uvloop_only_i
                 if mod == "uvloop":
                     assert id(node) in guarded, f"{name}: uvloop must stay optional"
                     continue
-                assert mod.split(".")[0] in allowed or mod.startswith("generators.sseproxy"), (name, mod)
+                assert mod.split(".")[0] in allowed or mod.startswith("llamafleet_sseproxy"), (name, mod)
 
 
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
 def test_package_runs_on_its_own_as_installed(tmp_path: Path, loop: str) -> None:
     """The files the role copies, alone under a PYTHONPATH root, run and answer /proxy/health, with or without uvloop."""
-    pkg = tmp_path / "generators" / "sseproxy"
+    pkg = tmp_path / "llamafleet_sseproxy"
     pkg.mkdir(parents=True)
     for name in FILES:
-        shutil.copy(REPO / "generators/sseproxy" / name, pkg / name)
+        shutil.copy(PACKAGE_ROOT / "llamafleet_sseproxy" / name, pkg / name)
     if loop == "asyncio":  # a host without uvloop
         (tmp_path / "uvloop.py").write_text("raise ImportError('no uvloop on this host')\n")
     port = free_port()
-    cmd = [sys.executable, "-m", "generators.sseproxy", "--listen", f"127.0.0.1:{port}"]
+    cmd = [sys.executable, "-m", "llamafleet_sseproxy", "--listen", f"127.0.0.1:{port}"]
     cmd += ["--upstream", f"http://127.0.0.1:{free_port()}", "--wait-timeout", "1"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(tmp_path)}, stderr=subprocess.PIPE)
     try:

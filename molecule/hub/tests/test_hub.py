@@ -1,7 +1,13 @@
 """The hub scenario's host: its model came from the (fake) Hugging Face hub, verified, and the server serves it."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+PROJECT = Path(__file__).resolve().parents[3]
+HOST = "lf-hub-debian13"
 USER = "llama"
 MODELS_DIR = "/var/lib/llamafleet/models"
 MODEL = f"{MODELS_DIR}/SmolLM2-135M-Instruct-Q4_1.gguf"
@@ -64,17 +70,41 @@ def test_server_loads_the_hub_model_and_answers_a_completion(host):
     assert reply["choices"][0]["message"]["content"].strip()
 
 
+def plan_on_the_host(**params):
+    """The hf_models role's plan step, as the role runs it: its fetcher module (roles/hf_models/library) in check
+    mode, shipped by Ansible to the host and run there with the hub venv's python as the service user."""
+    env = {
+        **os.environ,
+        "ANSIBLE_LIBRARY": str(PROJECT / "roles" / "hf_models" / "library"),
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+    }
+    cmd = [
+        str(Path(sys.executable).parent / "ansible"),
+        "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+        HOST,
+        "-m", "llamafleet_hf_fetch",
+        "-a", json.dumps(params),
+        "--check",
+        "--become", "--become-user", USER,
+        "-e", "ansible_python_interpreter=/opt/llamafleet/hub-venv/bin/python",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"][HOST]
+
+
 def test_the_plan_finds_the_model_present_so_nothing_is_downloaded_again(host):
     """What the role's plan step (and --check --diff) sees on the converged host: present, 0 bytes to download."""
-    out = host.run(
-        f"runuser -u {USER} -- /opt/llamafleet/hub-venv/bin/python /opt/llamafleet/hub-venv/hub.py plan "
-        f"--host lf-hub-debian13 --repo {REPO} --file SmolLM2-135M-Instruct-Q4_1.gguf --dest {MODELS_DIR} "
-        f"--endpoint {HUB} --reserve-bytes 0"
+    plan = plan_on_the_host(
+        host=HOST, repo=REPO, file="SmolLM2-135M-Instruct-Q4_1.gguf", dest=MODELS_DIR, endpoint=HUB, reserve_bytes=0
     )
-    assert out.rc == 0, out.stderr
-    plan = json.loads(out.stdout)
     assert plan["changed"] is False
     assert plan["bytes_to_download"] == 0
     assert plan["path"] == MODEL
     assert [f["action"] for f in plan["files"]] == ["present"]
 
+
+def test_the_fetcher_is_not_left_on_the_host(host):
+    """The fetcher is a module Ansible ships per run; the venv keeps no copy of it (hosts before had hub.py)."""
+    assert not host.file("/opt/llamafleet/hub-venv/hub.py").exists

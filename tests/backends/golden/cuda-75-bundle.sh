@@ -4,7 +4,7 @@
 # ghcr.io/ggml-org/llama.cpp:full-cuda13-b11434 instead of building it. Toolchain plan: bundle
 #   because nvcc 13.2 accepts GCC <= 15, the system GCC is 16.1 and no other installed GCC fits (others: none); -allow-unsupported-compiler does not help: nvcc cannot parse newer libstdc++ headers
 #   because the official CUDA 13 image's build can run here (glibc 2.43 >= 2.39, driver version not known)
-# The extractor (generators/bundle.py, stdlib only) pulls with podman, docker or skopeo (whichever is here),
+# The extractor (roles/llamacpp/files/llamafleet_bundle.py, stdlib only) pulls with podman, docker or skopeo (whichever is here),
 # copies /app's binaries and libraries and the CUDA runtime (cudart, cuBLAS) into a staging dir beside the
 # prefix, sets $ORIGIN-relative RPATHs with patchelf, never copies libcuda (the driver's), checks with ldd that
 # only libcuda.so.1 is left to the host, and only then moves the staging dir into the prefix.

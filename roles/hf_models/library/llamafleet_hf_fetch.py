@@ -1,22 +1,23 @@
-"""Host-side model fetcher: verified, resumable, disk-checked downloads of GGUF files from a Hugging Face hub.
+#!/usr/bin/python
+"""Ansible module: verified, resumable, disk-checked downloads of GGUF files from a Hugging Face hub.
 
-This module is copied to each host and run there as the service user, so it depends only on the standard library
-and ``huggingface_hub``. It never speaks HTTP itself: file facts come from the hub's paths-info API
+A host program of the hf_models role (``roles/hf_models/library``): Ansible ships it to the host and runs it there
+as the service user with the hub venv's python (the task sets ``ansible_python_interpreter``), so it depends only
+on the standard library, ``huggingface_hub`` and Ansible's own module_utils, never on the controller package
+``generators``. It never speaks HTTP itself: file facts come from the hub's paths-info API
 (``HfApi.get_paths_info``: size and the LFS sha256 the hub publishes) and from the resolve endpoint
 (``get_hf_file_metadata``: commit, etag, download location); bytes move through ``huggingface_hub``'s own
 ``http_get``, which resumes with a Range request from the bytes already on disk.
 
-Usage::
+Check mode is the plan: what a fetch would download and how many bytes, with the same hub, token and disk
+checks, writing nothing. Both return the same JSON result (``changed`` = something is, or would be, downloaded).
+Any failure is one message, ``host H: repo R: <what happened>: <what to do>``; nothing is left at a final path
+that has not been verified.
 
-    python3 hub.py fetch --repo R --file F [--revision REV] --dest DIR [--token-file PATH] [--endpoint URL]
-                         [--host NAME] [--reserve-bytes N]
-    python3 hub.py plan  ... (same options; prints what ``fetch`` would download, transfers nothing)
+Outside Ansible (tests, by hand), like any module: ``python3 llamafleet_hf_fetch.py ARGS.json`` with
+``{"ANSIBLE_MODULE_ARGS": {"repo": ..., "file": ..., "dest": ..., "_ansible_check_mode": true}}``.
 
-Both print one JSON object on stdout. Any failure ends with exactly one line on stderr,
-``host H: repo R: <what happened>: <what to do>``, and exit status 1; nothing is left at a final path that has not
-been verified.
-
-On disk, in ``--dest`` for a file ``NAME``:
+On disk, in ``dest`` for a file ``NAME``:
 
 - ``NAME``                      the verified model, moved into place only after its sha256 matched;
 - ``.NAME.<sha256>.part``       the download in progress (kept between runs, so the next run resumes it);
@@ -28,7 +29,6 @@ A file named ``X-00001-of-0000N.gguf`` (a split GGUF) stands for all ``N`` parts
 
 from __future__ import annotations
 
-import argparse
 import errno
 import hashlib
 import json
@@ -36,11 +36,12 @@ import os
 import re
 import shutil
 import stat
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, BinaryIO
 from urllib.parse import urlparse
+
+from ansible.module_utils.basic import AnsibleModule
 
 try:
     from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
@@ -56,6 +57,55 @@ except ImportError as _import_error:  # pragma: no cover - exercised only on a h
     _HUB_IMPORT_ERROR: ImportError | None = _import_error
 else:
     _HUB_IMPORT_ERROR = None
+
+DOCUMENTATION = r"""
+module: llamafleet_hf_fetch
+short_description: Fetch a GGUF model from a Hugging Face hub, verified against the published sha256
+description:
+  - Downloads one file of a hub repo (every part of a split GGUF) into I(dest), resuming an interrupted download,
+    checking free disk space first and moving a file into place only after its digest matched.
+  - In check mode, reports what would be downloaded and how many bytes, and writes nothing.
+  - Runs on the host with a Python that has huggingface_hub (the hf_models role's venv).
+options:
+  repo: {type: str, required: true, description: owner/name of the model repo.}
+  file: {type: str, required: true, description: File in the repo; the first part of a split GGUF means all parts.}
+  revision: {type: str, description: Branch, tag or commit (default main).}
+  dest: {type: path, required: true, description: Models directory on the host.}
+  token_file: {type: path, description: File holding a hub token (mode 0600 or 0640); the token is never returned.}
+  endpoint: {type: str, description: Hub URL (default HF_ENDPOINT or https://huggingface.co).}
+  host: {type: str, description: Host name used in messages (default the host's node name).}
+  reserve_bytes: {type: int, default: 1073741824, description: Free bytes that must remain after the download.}
+attributes:
+  check_mode: {support: full}
+"""
+
+EXAMPLES = r"""
+- name: Fetch a model
+  llamafleet_hf_fetch:
+    repo: bartowski/SmolLM2-135M-Instruct-GGUF
+    file: SmolLM2-135M-Instruct-Q4_1.gguf
+    dest: /var/lib/llamafleet/models
+  vars:
+    ansible_python_interpreter: /opt/llamafleet/hub-venv/bin/python
+"""
+
+RETURN = r"""
+changed: {description: Something was (check mode - would be) downloaded., type: bool, returned: always}
+summary:
+  description: repo, file, changed, bytes_to_download and human, what the role reports.
+  type: dict
+  returned: always
+path: {description: Local path of the file to serve (the first part of a split GGUF)., type: str, returned: always}
+files:
+  description: >-
+    Per file - file, path, size, sha256, action (present, download, downloaded), bytes_to_download, partial_bytes.
+  type: list
+  returned: always
+bytes_to_download: {description: Bytes still (or just) transferred., type: int, returned: always}
+human: {description: bytes_to_download for people (93.8 MiB)., type: str, returned: always}
+free_bytes: {description: Free bytes on the models disk before the transfer., type: int, returned: always}
+revision: {description: The revision asked for (main by default)., type: str, returned: always}
+"""
 
 DEFAULT_RESERVE_BYTES = 1 << 30  # free space kept after a download: 1 GiB
 HASH_CHUNK = 8 << 20
@@ -493,58 +543,56 @@ def run(req: Request, do_fetch: bool) -> dict[str, Any]:
     }
 
 
-def parse(argv: list[str]) -> tuple[str, Request]:
-    parser = argparse.ArgumentParser(prog="hub.py", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("plan", "fetch"))
-    parser.add_argument("--repo", required=True, help="owner/name of a model repo")
-    parser.add_argument("--file", required=True, help="file in the repo (first part of a split GGUF = all parts)")
-    parser.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
-    parser.add_argument("--dest", required=True, type=Path, help="models directory on this host")
-    parser.add_argument("--token-file", type=Path, default=None, help="file holding a hub token (mode 0600)")
-    parser.add_argument("--endpoint", default=None, help="hub URL (default: HF_ENDPOINT or huggingface.co)")
-    parser.add_argument("--host", default=os.uname().nodename, help="host name used in messages")
-    parser.add_argument(
-        "--reserve-bytes",
-        type=int,
-        default=DEFAULT_RESERVE_BYTES,
-        help="free space that must remain after the download",
-    )
-    args = parser.parse_args(argv)
-    endpoint = args.endpoint.rstrip("/") if args.endpoint else None
-    return args.command, Request(
-        host=args.host,
-        repo=args.repo,
-        file=args.file,
-        revision=args.revision,
-        dest=args.dest.absolute(),
-        token_file=args.token_file,
-        endpoint=endpoint,
-        reserve_bytes=max(0, args.reserve_bytes),
+ARGUMENT_SPEC: dict[str, dict[str, Any]] = {
+    "repo": {"type": "str", "required": True},
+    "file": {"type": "str", "required": True},
+    "revision": {"type": "str"},
+    "dest": {"type": "path", "required": True},
+    "token_file": {"type": "path"},
+    "endpoint": {"type": "str"},
+    "host": {"type": "str"},
+    "reserve_bytes": {"type": "int", "default": DEFAULT_RESERVE_BYTES},
+}
+
+
+def request(params: dict[str, Any]) -> Request:
+    """The module's parameters as a :class:`Request` (empty strings mean "not set", as the role passes them)."""
+    endpoint = params.get("endpoint") or None
+    token_file = params.get("token_file") or None
+    return Request(
+        host=params.get("host") or os.uname().nodename,
+        repo=params["repo"],
+        file=params["file"],
+        revision=params.get("revision") or None,
+        dest=Path(params["dest"]).absolute(),
+        token_file=Path(token_file) if token_file else None,
+        endpoint=endpoint.rstrip("/") if endpoint else None,
+        reserve_bytes=max(0, params["reserve_bytes"]),
     )
 
 
-def fail(req: Request, error: FetchError) -> NoReturn:
-    print(f"host {req.host}: repo {req.repo}: {error}", file=sys.stderr)
-    sys.exit(1)
-
-
-def main(argv: list[str] | None = None) -> int:
-    command, req = parse(sys.argv[1:] if argv is None else argv)
+def outcome(req: Request, do_fetch: bool) -> tuple[dict[str, Any] | None, str | None]:
+    """The result of a plan (``do_fetch=False``) or fetch, or the one-line message it failed with."""
     try:
-        result = run(req, do_fetch=command == "fetch")
+        return run(req, do_fetch=do_fetch), None
     except FetchError as error:
-        fail(req, error)
+        return None, f"host {req.host}: repo {req.repo}: {error}"
     except OSError as exc:  # local disk trouble: permissions, ENOSPC during the transfer, ...
-        fail(
-            req,
-            FetchError(
-                f"{exc.strerror or exc} ({exc.filename or req.dest})",
-                "check that the service user owns the models directory and the disk has room",
-            ),
+        error = FetchError(
+            f"{exc.strerror or exc} ({exc.filename or req.dest})",
+            "check that the service user owns the models directory and the disk has room",
         )
-    print(json.dumps(result, sort_keys=True))
-    return 0
+        return None, f"host {req.host}: repo {req.repo}: {error}"
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    req = request(module.params)
+    result, message = outcome(req, do_fetch=not module.check_mode)
+    if result is None:
+        module.fail_json(msg=message)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

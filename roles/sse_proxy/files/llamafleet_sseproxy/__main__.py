@@ -1,4 +1,4 @@
-"""Command line: ``python3 -m generators.sseproxy --listen 127.0.0.1:8080 --upstream http://127.0.0.1:8081``."""
+"""Command line: ``python3 -m llamafleet_sseproxy --listen 127.0.0.1:8080 --upstream http://127.0.0.1:8081``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from generators.sseproxy.server import ProxyConfig, serve
+from llamafleet_sseproxy.server import ProxyConfig, serve
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -28,7 +28,7 @@ def positive(value: str) -> float:
 
 
 def parse_args(argv: list[str]) -> ProxyConfig:
-    p = argparse.ArgumentParser(prog="python3 -m generators.sseproxy", description=__doc__)
+    p = argparse.ArgumentParser(prog="python3 -m llamafleet_sseproxy", description=__doc__)
     p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8080), help="HOST:PORT the agents use")
     p.add_argument("--upstream", default="http://127.0.0.1:8081", help="llama-server base URL (loopback)")
     p.add_argument("--keepalive", choices=("pass", "drop"), default="pass", help="SSE ':' comment events")

@@ -1,7 +1,7 @@
 """CUDA bundle: install the official llama.cpp CUDA image's build into a versioned prefix, no toolkit needed.
 
 Seed 000 could not build CUDA at all (Fedora 44's GCC 16 is newer than any nvcc accepts) and lifted the build
-out of ``ghcr.io/ggml-org/llama.cpp:full-cuda13``. This module does that reproducibly:
+out of ``ghcr.io/ggml-org/llama.cpp:full-cuda13``. This host program does that reproducibly:
 
 1. get the image as an OCI image archive: ``skopeo copy``, ``podman save --format oci-archive`` or ``docker save``
    (whichever the host has), or take an archive/layout path given by the user;
@@ -15,7 +15,9 @@ out of ``ghcr.io/ggml-org/llama.cpp:full-cuda13``. This module does that reprodu
    (patchelf), check with ``ldd`` that nothing but ``libcuda.so.1`` is left unresolved, and only then move the
    staging directory into the prefix.
 
-Standard library only: the role copies this file to the host and runs it with the host's python3.
+Standard library only, and nothing from the controller package ``generators``: the llamacpp role copies this
+file from its ``files/`` to the host, at the manifest's ``llamacpp.bundle_helper``
+(``<cache_root>/bin/llamafleet-bundle.py``), and the rendered bundle build script runs it with the host's python3.
 """
 
 from __future__ import annotations
@@ -436,7 +438,7 @@ def image_ref(build: int, flavour: str = "cuda13", kind: str = "full", repo: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bundle.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="llamafleet-bundle.py", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", help="image reference to pull, e.g. " + image_ref(11434))
     source.add_argument("--archive", type=Path, help="an OCI image archive (tar) or layout directory")

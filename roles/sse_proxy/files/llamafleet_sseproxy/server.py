@@ -2,7 +2,7 @@
 
 Every request goes to the upstream unchanged, and every answer comes back unchanged, except a streamed chat
 completion (``POST /v1/chat/completions`` with ``"stream": true``), whose events pass through
-:class:`~generators.sseproxy.rechunk.StreamRechunker`.
+:class:`~llamafleet_sseproxy.rechunk.StreamRechunker`.
 
 Zero-drop restarts: a monitor polls the upstream's ``/health``. While it is not 200 (llama-server stopped,
 restarting, loading its model), new requests wait for it, up to ``wait_timeout`` seconds, instead of failing. A
@@ -30,7 +30,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from generators.sseproxy.rechunk import KeepAlive, RechunkOptions, StreamRechunker
+from llamafleet_sseproxy.rechunk import KeepAlive, RechunkOptions, StreamRechunker
 
 log = logging.getLogger("sseproxy")
 

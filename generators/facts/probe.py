@@ -253,7 +253,7 @@ def _int(p: _Collector, fact: str, text: str, what: str) -> int | None:
 
 def normalize_slot(text: str) -> str | None:
     """ "00000000:01:00.0" (nvidia-smi) and "0000:01:00.0" (sysfs) -> "0000:01:00.0"; None when it is not one."""
-    match = _SLOT.match(text.strip())
+    match = _SLOT.fullmatch(text.strip())
     if match is None:
         return None
     domain, bus, dev, fn = match.groups()
@@ -643,7 +643,7 @@ def _compilers(p: _Collector, entries: Any, failures: list[ToolFailure]) -> tupl
         if str(entry.get("realpath") or entry["path"]) in system_real:
             continue  # gcc-12 on Debian 12 is the system gcc under its versioned name
         base = str(entry["path"]).rsplit("/", 1)[-1]
-        match = _COMPILER.match(base)
+        match = _COMPILER.fullmatch(base)
         if match is None:
             p.add(f"compilers[{entry['path']}]", f"{base!r} is not a gcc-NN, g++-NN, gccNN-gcc or gccNN-g++ name")
             continue

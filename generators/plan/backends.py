@@ -110,10 +110,10 @@ def problems(target: BuildTarget) -> list[Problem]:
         found.append(Problem("llamacpp.targets", f"unknown targets {', '.join(unknown)} (known: {', '.join(TARGETS)})"))
     if "llama-server" not in target.targets:
         found.append(Problem("llamacpp.targets", "must include llama-server"))
-    bad_arch = [a for a in target.cuda_arch if not _CUDA_ARCH.match(a)]
+    bad_arch = [a for a in target.cuda_arch if not _CUDA_ARCH.fullmatch(a)]
     if bad_arch:
         found.append(Problem("gpu.cuda_arch", f"not CUDA architectures: {', '.join(bad_arch)} (e.g. 75, 89, 120a)"))
-    bad_gfx = [g for g in target.gfx_targets if not _GFX.match(g)]
+    bad_gfx = [g for g in target.gfx_targets if not _GFX.fullmatch(g)]
     if bad_gfx:
         found.append(Problem("gpu.gfx_target", f"not AMD GPU targets: {', '.join(bad_gfx)} (e.g. gfx1151)"))
     if target.backend == "cuda":
@@ -128,7 +128,7 @@ def problems(target: BuildTarget) -> list[Problem]:
         found.append(
             Problem("gpu.cuda_arch", f"only the cuda backend takes a CUDA architecture (got {target.backend})")
         )
-    bad_env = [k for k, _ in target.env if not _ENV_NAME.match(k)]
+    bad_env = [k for k, _ in target.env if not _ENV_NAME.fullmatch(k)]
     if bad_env:
         found.append(Problem("llamacpp.build_env", f"not environment variable names: {', '.join(bad_env)}"))
     bad_path = [d for d in target.path if not d.startswith("/") or ":" in d]

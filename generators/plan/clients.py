@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from generators.plan.layout import CLIENT_FILES, Layout, client_render_path
 from generators.plan.servers import ServerPlan
 from generators.spec import Host
+from generators.spec.types import http_url
 
 OUTPUT_CAP = 32768
 
@@ -81,10 +82,6 @@ CLIENTS = (  # in the order the files render
 )
 
 
-def _url_host(address: str) -> str:
-    return f"[{address}]" if ":" in address else address
-
-
 def _llama_endpoint(plan: ServerPlan) -> Endpoint:
     server = plan.server
     context: int | None = None
@@ -93,7 +90,7 @@ def _llama_endpoint(plan: ServerPlan) -> Endpoint:
         context = server.ctx // slots
     return Endpoint(
         engine="llamacpp",
-        base=f"http://{_url_host(plan.client_host)}:{plan.client_port}",
+        base=http_url(plan.client_host, plan.client_port),
         model_id=plan.served_model,
         label=f"{server.model} (llama.cpp, {server.name})",
         context=context,
@@ -112,7 +109,7 @@ def endpoint(host: Host, servers: tuple[ServerPlan, ...], role: str) -> Endpoint
             return None
         return Endpoint(
             engine="ollama",
-            base=f"http://{_url_host(ollama.host)}:{ollama.port}",
+            base=http_url(ollama.host, ollama.port),
             model_id=tag,
             label=f"{tag} (ollama)",
             context=ollama.context_length or 4096,  # Ollama's default window is 4096 (seed 002)

@@ -30,6 +30,7 @@ from generators.plan.proxy import (
 )
 from generators.plan.servers import ServerPlan, plan_server
 from generators.spec import Host, LlamaCpp, Ollama
+from generators.spec.types import url_host
 
 
 @dataclass(frozen=True)
@@ -163,8 +164,7 @@ def ollama_environment(ollama: Ollama) -> tuple[tuple[str, str], ...]:
         pairs.append(("OLLAMA_CONTEXT_LENGTH", str(ollama.context_length)))
     if ollama.keep_alive is not None:
         pairs.append(("OLLAMA_KEEP_ALIVE", ollama.keep_alive))
-    address = f"[{ollama.host}]" if ":" in ollama.host else ollama.host
-    pairs.append(("OLLAMA_HOST", f"{address}:{ollama.port}"))
+    pairs.append(("OLLAMA_HOST", f"{url_host(ollama.host)}:{ollama.port}"))
     return tuple(pairs)
 
 

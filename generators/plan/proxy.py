@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from generators.errors import Problem
 from generators.plan.layout import SSE_PROXY_RENDER_PATH, SSE_PROXY_UNIT, Layout
 from generators.spec import Host, Server
+from generators.spec.types import http_url, local_address
 
 UNIT_NAME = SSE_PROXY_UNIT
 RENDER_PATH = SSE_PROXY_RENDER_PATH
@@ -127,10 +128,6 @@ def server_bind(host: Host, server: Server) -> tuple[str, int]:
     return "127.0.0.1", upstream_port(host, server)
 
 
-def _url_host(address: str) -> str:
-    return f"[{address}]" if ":" in address else address
-
-
 def host_proxy_unit(host: Host, layout: Layout, name: str = "host") -> ProxyUnit | None:
     """The proxy of a host whose description has ``sse_proxy``: on the fronted server's address, forwarding to
     that llama-server on loopback. None without a proxy."""
@@ -141,7 +138,7 @@ def host_proxy_unit(host: Host, layout: Layout, name: str = "host") -> ProxyUnit
     return ProxyUnit(
         host=name,
         listen_port=fronted.port,
-        upstream_url=f"http://{_url_host(bind_host)}:{bind_port}",
+        upstream_url=http_url(bind_host, bind_port),
         listen_host=fronted.host,
         keepalive=host.sse_proxy.keepalive,
         split_open_brace=host.sse_proxy.split_open_brace,
@@ -153,5 +150,4 @@ def host_proxy_unit(host: Host, layout: Layout, name: str = "host") -> ProxyUnit
 
 def health_url(unit: ProxyUnit) -> str:
     """The proxy's /proxy/health as asked on the host itself (a wildcard listen address is asked on loopback)."""
-    where = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(unit.listen_host, unit.listen_host)
-    return f"http://{_url_host(where)}:{unit.listen_port}/proxy/health"
+    return http_url(local_address(unit.listen_host), unit.listen_port, "/proxy/health")

@@ -110,6 +110,21 @@ def ip_text(value: str) -> str:
     return value
 
 
+def url_host(address: str) -> str:
+    """An IP address as a URL's host: IPv6 in brackets (``[::1]``)."""
+    return f"[{address}]" if ":" in address else address
+
+
+def http_url(address: str, port: int, path: str = "") -> str:
+    """The one way a URL is built from an address and a port (health checks, probes, clients, the proxy)."""
+    return f"http://{url_host(address)}:{port}{path}"
+
+
+def local_address(address: str) -> str:
+    """Where a process on the host itself reaches a listener: a wildcard bind is asked on loopback."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(address, address)
+
+
 def git_url(value: str) -> str:
     if not GIT_URL_RE.fullmatch(value):
         raise ValueError(f"{value!r} must be an https://, ssh://, git:// or file:/// URL of letters, digits and "

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from generators.errors import Problem, SpecError
 from generators.facts import HostFacts, facts_from_spec
 from generators.manifest import Manifest, build_manifest, manifest_file
 from generators.plan import HostPlan, plan_host
 from generators.plan.fit.check import check_host_fits
 from generators.render import RenderedFile, render_host
+from generators.render.templating import Unrenderable
 from generators.spec import ROOT_KEY, Host, parse_host
 
 
@@ -37,8 +39,12 @@ def plan_hostvars(name: str, hostvars: dict[str, Any]) -> HostPlan:
 
 
 def render_plan(plan: HostPlan) -> tuple[tuple[RenderedFile, ...], Manifest]:
-    """The host's files and its manifest (``manifest.json`` last)."""
-    files = render_host(plan)
+    """The host's files and its manifest (``manifest.json`` last). A value that no escaping can carry (the spec
+    refuses them all first: this is the second line) is one error line, never a file."""
+    try:
+        files = render_host(plan)
+    except Unrenderable as exc:
+        raise SpecError(plan.facts.name, [Problem(ROOT_KEY, str(exc))]) from None
     manifest = build_manifest(plan, files)
     return (*files, manifest_file(manifest)), manifest
 

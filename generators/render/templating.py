@@ -13,6 +13,8 @@ import shlex
 
 import jinja2
 
+from generators.spec.types import url_host
+
 MANAGED = "Managed by llamafleet: edits here are overwritten; change the inventory and re-run the playbook."
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_./:=+,@-]+$")
@@ -35,17 +37,81 @@ class Templates(str, enum.Enum):
     build_probe_toolchain = "build-probe-toolchain.sh.j2"
 
 
+class Unrenderable(ValueError):
+    """A value no escaping can carry to its destination (a line break in a unit, a NUL in a script)."""
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NUL = re.compile(r"\x00")
+
+
+def _refuse(pattern: re.Pattern[str], value: str, where: str) -> str:
+    if pattern.search(value):
+        raise Unrenderable(f"{value!r}: a control character or line break cannot go into {where}")
+    return value
+
+
+# --- systemd ------------------------------------------------------------------------------------------------
+# Four destinations, one function each: an ExecStart word, a unit setting's plain value, an Environment=
+# assignment, and a value in an EnvironmentFile. Line breaks and control characters are refused everywhere (a
+# newline starts a new directive); ``%`` is doubled wherever systemd expands specifiers.
+
+
 def systemd_quote(arg: str) -> str:
-    """Quote one ExecStart argument the way systemd parses it (specifiers and variables escaped)."""
+    """One ExecStart word: specifiers (``%``) and variables (``$``) doubled, quoted when not plain."""
+    _refuse(_CONTROL, arg, "a systemd command line")
     arg = arg.replace("%", "%%").replace("$", "$$")
     if _PLAIN.fullmatch(arg):
         return arg
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def systemd_value(value: str, specifiers: bool = False) -> str:
+    """A unit setting's raw value (``Description=``, ``After=``, ``EnvironmentFile=``): ``%`` doubled; line
+    breaks, control characters and backslashes (a trailing one joins the next line) refused. ``specifiers=True``
+    keeps ``%`` for a value the plan writes with deliberate specifiers (``%h/.config/...``)."""
+    _refuse(_CONTROL, str(value), "a systemd unit")
+    value = str(value)
+    if "\\" in value:
+        raise Unrenderable(f"{value!r}: a backslash cannot go into a systemd setting")
+    return value if specifiers else value.replace("%", "%%")
+
+
+def systemd_env(assignment: str, quote: bool = True) -> str:
+    """One ``Environment=`` assignment ``KEY=value``: ``%`` doubled, double-quoted with ``\\`` and ``"`` escaped
+    (``quote=False`` leaves a plain assignment bare)."""
+    _refuse(_CONTROL, assignment, "a systemd Environment= setting")
+    assignment = assignment.replace("%", "%%")
+    if not quote and _PLAIN.fullmatch(assignment):
+        return assignment
+    return '"' + assignment.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def env_file_value(value: str) -> str:
+    """A value in an ``EnvironmentFile=`` (no specifiers there): bare when plain, else double-quoted with
+    ``\\ " $ `` ` escaped."""
+    _refuse(_CONTROL, value, "an environment file")
+    if _PLAIN.fullmatch(value):
+        return value
+    return '"' + re.sub(r'([\\"$`])', r"\\\1", value) + '"'
+
+
+# --- bash ---------------------------------------------------------------------------------------------------
+
+
 def shell_quote(arg: str) -> str:
-    """Quote one word for bash."""
-    return shlex.quote(arg)
+    """One bash word (bare when it needs no quoting, else single-quoted)."""
+    return shlex.quote(_refuse(_NUL, str(arg), "a shell script"))
+
+
+def shell_text(text: str) -> str:
+    """Text inside a double-quoted bash string: ``\\ " $ `` ` escaped."""
+    return re.sub(r'([\\"$`])', r"\\\1", _refuse(_NUL, str(text), "a shell script"))
+
+
+def shell_comment(text: str) -> str:
+    """Text on one ``#`` comment line: a line break would end the comment, so it is refused."""
+    return _refuse(_CONTROL, str(text), "a shell comment")
 
 
 @functools.cache
@@ -59,7 +125,13 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["systemd_quote"] = systemd_quote
+    env.filters["systemd_value"] = systemd_value
+    env.filters["systemd_env"] = systemd_env
+    env.filters["env_file_value"] = env_file_value
     env.filters["shell_quote"] = shell_quote
+    env.filters["shell_text"] = shell_text
+    env.filters["shell_comment"] = shell_comment
+    env.filters["url_host"] = url_host
     env.globals["managed"] = MANAGED
     return env
 

@@ -303,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except (OSError, ValueError, UnicodeDecodeError) as exc:  # a file given on the command line is unreadable
+        where = getattr(exc, "filename", None) or "input"
+        message = " ".join(f"{type(exc).__name__}: {exc}".split())
+        print(f"host {getattr(args, 'host', None) or '-'}: {where}: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -59,11 +59,17 @@ def render_hostvars(name: str, hostvars: dict[str, Any], check_fit: bool = True)
 
 
 def with_build(spec: dict[str, Any], build: object) -> dict[str, Any]:
-    """The description with another llama.cpp build (an upgrade); a git ref naming the old build follows."""
+    """The description with another llama.cpp build (an upgrade); a git ref naming the old build follows. A
+    description of the wrong shape is returned as it is, for validation to report."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("llamacpp") or {}, dict):
+        return spec
     cpp = dict(spec.get("llamacpp") or {})
     old = cpp.get("build")
     new = int(build) if str(build).isdigit() else build  # a non-number is reported by validation
-    source = dict(cpp.get("source") or {})
+    source = cpp.get("source") or {}
+    if not isinstance(source, dict):
+        return spec
+    source = dict(source)
     git = source.get("git")
     if isinstance(git, dict) and old is not None and git.get("ref") == f"b{old}":
         source["git"] = {**git, "ref": f"b{new}"}

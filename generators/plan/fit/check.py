@@ -51,11 +51,24 @@ def model_facts(model: Model) -> ModelFacts | None:
     """Facts of a host's model: its GGUF when the controller has the file at the model's path, else the catalog."""
     path = model.path
     if path and Path(path).is_file():
-        try:
-            return replace(read_facts(path), name=model.filename)
-        except (OSError, ValueError, KeyError):
-            pass
+        return replace(read_facts(path), name=model.filename)  # a corrupt header raises (HEADER_ERRORS)
     return catalog.lookup(model.filename)
+
+
+#: what reading a malformed GGUF header raises (gguf's reader: bad magic, truncated arrays, absurd lengths)
+HEADER_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, OverflowError, UnicodeDecodeError,
+                 MemoryError, AttributeError)
+
+
+def _model_facts_or_error(plan: HostPlan, model: Model) -> ModelFacts | None:
+    """:func:`model_facts`, with a GGUF on the controller whose header cannot be read as one error naming it."""
+    try:
+        return model_facts(model)
+    except HEADER_ERRORS as exc:
+        index = next(i for i, m in enumerate(plan.spec.models) if m.name == model.name)
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise SpecError(plan.name, [Problem(f"{ROOT}.models[{index}].path",
+                                            f"{model.path}: not a readable GGUF header ({reason})")]) from None
 
 
 def _unknown(host: str, index: int, filename: str) -> str:
@@ -82,7 +95,7 @@ def check_servers(plan: HostPlan, margin_mib: int = MARGIN_MIB) -> list[Outcome]
         if memory.gpu_mib <= 0 and not ram_known:
             continue  # nothing to check against: no GPU, RAM not described
         model = server.model
-        facts = model_facts(model)
+        facts = _model_facts_or_error(plan, model)
         if facts is None:
             out.append(Outcome(server.name, index, warning=_unknown(host, index, model.filename)))
             continue
@@ -117,7 +130,12 @@ def _problem(outcome: Outcome) -> Problem:
 
 
 def check_host_fits(plan: HostPlan, margin_mib: int = MARGIN_MIB) -> list[str]:
-    """Raise :class:`SpecError` for servers whose launch does not fit; return warnings for unchecked ones."""
+    """Raise :class:`SpecError` for servers whose launch does not fit, or a model GGUF on the controller whose
+    header cannot be read (checked even where there is no memory to fit in); return warnings for unchecked ones."""
+    if plan.engine == "llamacpp":
+        for model in plan.spec.models:
+            if model.path and Path(model.path).is_file():
+                _model_facts_or_error(plan, model)
     outcomes = check_servers(plan, margin_mib)
     problems = [_problem(o) for o in outcomes if o.error is not None]
     if problems:

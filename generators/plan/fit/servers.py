@@ -24,7 +24,11 @@ CATALOG_ADD = "python -m generators catalog add"
 
 def _facts(host: str, index: int, filename: str, local: dict[str, str]) -> ModelFacts:
     if filename in local:
-        return read_facts(local[filename])
+        try:
+            return read_facts(local[filename])
+        except (OSError, ValueError, KeyError, IndexError, TypeError, OverflowError, MemoryError) as exc:
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            raise SpecError(host, [Problem("--gguf", f"{local[filename]}: not a readable GGUF header ({reason})")]) from None
     found = catalog.lookup(filename)
     if found is None:
         raise SpecError(host, [Problem(f"llamafleet.models[{index}]",

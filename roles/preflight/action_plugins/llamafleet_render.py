@@ -10,7 +10,7 @@ from __future__ import annotations
 from ansible.plugins.action import ActionBase
 
 from generators.errors import SpecError
-from generators.inventory import plain
+from generators.inventory import check_bounded, plain
 from generators.pipeline import hostvars_of, render_hostvars
 
 
@@ -23,8 +23,9 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         host = (task_vars or {}).get("inventory_hostname", "?")
         spec = self._task.args.get("spec")
-        hostvars = hostvars_of(None if spec is None else plain(spec), self._task.args.get("build"))
         try:
+            check_bounded(host, spec)  # an alias bomb is refused before plain() expands it
+            hostvars = hostvars_of(None if spec is None else plain(spec), self._task.args.get("build"))
             rendered = render_hostvars(host, hostvars)
         except SpecError as exc:
             result.update(failed=True, msg=str(exc), problems=[p.line(host) for p in exc.problems])

@@ -57,10 +57,14 @@ def _refuse(pattern: re.Pattern[str], value: str, where: str) -> str:
 # newline starts a new directive); ``%`` is doubled wherever systemd expands specifiers.
 
 
-def systemd_quote(arg: str) -> str:
-    """One ExecStart word: specifiers (``%``) and variables (``$``) doubled, quoted when not plain."""
+def systemd_quote(arg: str, command: bool = False) -> str:
+    """One ExecStart word: specifiers (``%``) and, in arguments, variables (``$``) doubled; quoted when not plain.
+    ``command=True`` for the first word, the executable: systemd expands specifiers there but not variables, so
+    a ``$`` stays as it is (tests/render/test_escaping.py reads both back through systemd-analyze)."""
     _refuse(_CONTROL, arg, "a systemd command line")
-    arg = arg.replace("%", "%%").replace("$", "$$")
+    arg = arg.replace("%", "%%")
+    if not command:
+        arg = arg.replace("$", "$$")
     if _PLAIN.fullmatch(arg):
         return arg
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -142,7 +146,7 @@ def render(template: Templates, **context: object) -> str:
 
 def argv_lines(argv: list[str] | tuple[str, ...]) -> list[str]:
     """ExecStart continuation lines: the binary, then each option with its value, quoted for systemd."""
-    lines = [systemd_quote(argv[0])]
+    lines = [systemd_quote(argv[0], command=True)]
     for arg in argv[1:]:
         if arg.startswith("-") or len(lines) == 1 or " " in lines[-1]:
             lines.append(systemd_quote(arg))

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from generators.render.templating import (
@@ -52,6 +52,8 @@ def analyze() -> str:
 
 @settings(max_examples=25, deadline=None)
 @given(name=HOSTILE)
+@example(name="$HOME %h ${X}")  # systemd expands % in the executable too, but not $ (found by this test)
+@example(name="a\\b\"c'd")
 def test_systemd_reads_an_exec_word_back_exactly(name: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     analyze = shutil.which("systemd-analyze")
     assert analyze
@@ -63,11 +65,12 @@ def test_systemd_reads_an_exec_word_back_exactly(name: str, tmp_path_factory: py
     program = root / ("bin-" + "".join("_" if c in "\\\"'" else c for c in name))
     program.write_text("#!/bin/sh\nexit 0\n")
     program.chmod(0o755)
-    word = systemd_quote(str(program))
-    assert systemd_words(word) == [str(program)]
+    word = systemd_quote(str(program), command=True)
+    arg = systemd_quote(name)
+    assert systemd_words(f"{word} --flag {arg}", exec_line=True) == [str(program), "--flag", name]
     unit = root / "x.service"
     unit.write_text(f"[Unit]\nDescription={systemd_value('d ' + name.replace(chr(92), ''))}\n"
-                    f"[Service]\nEnvironment={systemd_env('A=' + name)}\nExecStart={word} --flag {word}\n")
+                    f"[Service]\nEnvironment={systemd_env('A=' + name)}\nExecStart={word} --flag {arg}\n")
     env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), "SYSTEMD_LOG_LEVEL": "notice"}
     done = subprocess.run([analyze, "verify", "--user", "--man=no", str(unit)], capture_output=True, text=True,
                           env=env, timeout=60)

@@ -184,9 +184,9 @@ def test_every_string_field_is_covered() -> None:
 # --- reading the render back -----------------------------------------------------------------------------------
 
 
-def systemd_words(line: str) -> list[str]:
+def systemd_words(line: str, exec_line: bool = False) -> list[str]:
     """An ExecStart= / Environment= value split as systemd does (extract_first_word with quotes and C escapes),
-    then specifiers (``%%``) and, for ExecStart, variables (``$$``) undone."""
+    then specifiers (``%%``) and, for ExecStart's arguments (not its executable), variables (``$$``) undone."""
     words: list[str] = []
     i, n = 0, len(line)
     while i < n:
@@ -212,7 +212,8 @@ def systemd_words(line: str) -> list[str]:
                 word.append(c)
             i += 1
         words.append("".join(word))
-    return [w.replace("%%", "%").replace("$$", "$") for w in words]
+    words = [w.replace("%%", "%") for w in words]
+    return [w.replace("$$", "$") if exec_line and i > 0 else w for i, w in enumerate(words)]
 
 
 def unit_settings(text: str) -> list[tuple[str, str]]:
@@ -270,7 +271,8 @@ def readback(files: dict[str, str]) -> tuple[dict[str, Any], list[str], dict[str
             shape[path] = [k if k not in ("ExecStart", "Environment") else (k, len(systemd_words(v)))
                            for k, v in settings_]
             for key, value in settings_:
-                words = systemd_words(value) if key in ("ExecStart", "Environment") else [value.replace("%%", "%")]
+                words = (systemd_words(value, key == "ExecStart") if key in ("ExecStart", "Environment")
+                         else [value.replace("%%", "%")])
                 seen += words
                 by["systemd"] += words
         elif path.endswith(".env"):

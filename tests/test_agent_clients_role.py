@@ -30,13 +30,13 @@ PLAYBOOK = """---
 
 
 def run_role(tmp_path: Path, home: Path, host: str = "strix-halo") -> subprocess.CompletedProcess[str]:
-    spec = parse_tweaked(host, {"clients": {"user": "root"}})
+    spec = parse_tweaked(host, {"clients": {"user": "root", "home": str(home)}})
     files, manifest = render_plan(plan_of(spec, host))
     rendered = {
         "files": {f.path: {"content": f.content, "mode": f.mode} for f in files},
         "manifest": manifest,
     }
-    (tmp_path / "vars.json").write_text(json.dumps({"preflight_rendered": rendered, "agent_clients_home": str(home)}))
+    (tmp_path / "vars.json").write_text(json.dumps({"preflight_rendered": rendered}))
     (tmp_path / "play.yml").write_text(PLAYBOOK)
     env = {
         **os.environ,

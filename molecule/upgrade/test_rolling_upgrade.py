@@ -47,7 +47,7 @@ def inventory(tmp_path_factory):
     path = tmp_path_factory.mktemp("inv") / "hosts.yml"
     path.write_text(yaml.safe_dump({"all": {"hosts": {
         name: {"ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3",
-               **spec} for name in HOSTS}}}))
+               "llamafleet_test_distro": {"name": "debian", "version": "13"}, **spec} for name in HOSTS}}}))
     yield path
     for name in HOSTS:
         podman("rm", "-f", name, check=False)

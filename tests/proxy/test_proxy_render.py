@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shlex
 import shutil
@@ -169,8 +170,12 @@ def test_role_installs_the_package_where_the_unit_runs_it_and_retires_the_old_tr
 
 
 def test_llama_server_role_retires_the_unit_the_proxy_is_installed_as() -> None:
+    # the role reads the manifest's sse_proxy_unit, present on every host, proxy or not
     role_vars = yaml.safe_load((REPO / "roles/llama_server/vars/main.yml").read_text())
-    assert role_vars["__llama_server_proxy_unit"] == UNIT_NAME
+    assert role_vars["__llama_server_proxy_unit"] == "{{ preflight_rendered.manifest.sse_proxy_unit }}"
+    for host in ("demo", "strix-halo"):
+        golden = json.loads((REPO / "tests/golden" / host / "manifest.json").read_text())
+        assert golden["sse_proxy_unit"] == UNIT_NAME
 
 
 def test_package_imports_only_the_standard_library_and_aiohttp_and_uvloop_only_if_present() -> None:

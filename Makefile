@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export CONTAINERS_CONF ?= $(CURDIR)/molecule/containers.conf
-export LLAMAFLEET_CCACHE ?= $(CURDIR)/.cache/ccache
+export LLAMAFLEET_CCACHE ?= $(HOME)/.cache/llamafleet/ccache
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 

@@ -33,7 +33,7 @@ def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def inventory(tmp_path_factory):
-    ccache = Path(os.environ.get("LLAMAFLEET_CCACHE", REPO / ".cache/ccache")) / "debian13"
+    ccache = Path(os.environ.get("LLAMAFLEET_CCACHE", Path.home() / ".cache/llamafleet/ccache")) / "debian13"
     ccache.mkdir(parents=True, exist_ok=True)
     subprocess.run(["bash", str(REPO / "molecule/images/build-image.sh"), "debian13"], check=True)
     for name in HOSTS:

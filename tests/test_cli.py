@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import sys as _sys
 from pathlib import Path
-from pathlib import Path as _Path
 
 import pytest
 
-_sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
 from hostsupport import EXAMPLE_HOSTS, ROOT, render
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -21,15 +20,9 @@ def listing(name: str) -> str:
     return (LISTINGS / name).read_text()
 
 
-def real_cpu_listing() -> str:
-    server = os.environ.get("LLAMAFLEET_LLAMA_SERVER")
-    assert server, "set LLAMAFLEET_LLAMA_SERVER to a llama-server binary (a CPU build)"
-    out = subprocess.run([server, "--list-devices"], capture_output=True, text=True, check=True, timeout=60)
-    return out.stdout
-
-
-def test_real_cpu_build_lists_no_device_and_fails_a_gpu_expectation() -> None:
-    text = real_cpu_listing()
+def test_real_cpu_build_lists_no_device_and_fails_a_gpu_expectation(llama_server_bin: Path) -> None:
+    out = subprocess.run([llama_server_bin, "--list-devices"], capture_output=True, text=True, check=True, timeout=60)
+    text = out.stdout
     assert parse_device_list(text) == ()
     assert text == listing("cpu-b11434.stdout.txt")  # the captured file is what the binary prints
     result = check_device("ws1", text, "CUDA0")

@@ -44,10 +44,10 @@ def test_plan_matches_llama_server(models: dict[str, Path], arch: str, name: str
     _check(models[arch], CONFIGS[name])
 
 
-def test_plan_matches_llama_server_on_a_real_model(smollm2: Path) -> None:
+def test_plan_matches_llama_server_on_a_real_model(smollm2_gguf: Path) -> None:
     """SmolLM2-135M (real text weights, Q4_1 with a Q8_0 embedding), as the demo host runs it."""
-    _check(smollm2, Config(ctx=4096, ubatch=512))
-    _check(smollm2, Config(ctx=16384, parallel=2, cache_type_k="q8_0", cache_type_v="q8_0", ubatch=256))
+    _check(smollm2_gguf, Config(ctx=4096, ubatch=512))
+    _check(smollm2_gguf, Config(ctx=16384, parallel=2, cache_type_k="q8_0", cache_type_v="q8_0", ubatch=256))
 
 
 def test_cpu_repack_copy_is_planned(models: dict[str, Path]) -> None:

@@ -6,13 +6,11 @@ import ast
 import dataclasses
 import inspect
 import json
-import sys as _sys
 import typing
 from pathlib import Path as _Path
 
 import pytest
 
-_sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
 from hostsupport import DEMO, EXAMPLE, EXAMPLE_HOSTS, facts_of, parse, parse_tweaked, plan_of, render, render_spec
 
 from generators import manifest as contract

@@ -9,13 +9,10 @@ comparison. Flags a seed leaves out and llamafleet always renders are filled wit
 from __future__ import annotations
 
 import shlex
-import sys as _sys
-from pathlib import Path as _Path
 from pathlib import PurePosixPath
 
 import pytest
 
-_sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
 from hostsupport import parse, parse_tweaked, plan_of
 
 from generators.plan.proxy import fronted_server

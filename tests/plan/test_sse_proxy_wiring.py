@@ -8,13 +8,10 @@ say, and everything agents and probes use (client configs, the manifest's client
 from __future__ import annotations
 
 import json
-import sys as _sys
-from pathlib import Path as _Path
 
 import pytest
 from llamafleet_sseproxy.__main__ import parse_args  # roles/sse_proxy/files, on pytest's pythonpath
 
-_sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
 from hostsupport import DEMO, parse, parse_tweaked, plan_of, render_spec
 
 from generators.errors import SpecError

@@ -1,4 +1,4 @@
-"""Malformed host descriptions (tests/bad_hosts/*.yml) are each rejected by the CLI: non-zero exit, the host and
+"""Malformed host descriptions (tests/render/bad_hosts/*.yml) are each rejected by the CLI: non-zero exit, the host and
 the expected field named on stderr, no traceback, and nothing written to --out.
 
 Each file is a host_vars file whose second line says which field the error must name: ``# expect: <field>``.
@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import sys as _sys
 from pathlib import Path
-from pathlib import Path as _Path
 
 import pytest
 
-_sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
 from hostsupport import BAD_HOSTS, ROOT
 
 from generators.cli import main

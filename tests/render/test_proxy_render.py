@@ -124,6 +124,7 @@ def test_rendered_command_line_is_accepted_by_the_proxy() -> None:
     assert (cfg.keepalive, cfg.split_open_brace, cfg.wait_timeout) == ("drop", True, 90.0)
 
 
+@pytest.mark.integration  # systemd-analyze
 def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     src = tmp_path / "unit"
     src.write_text(render_proxy_unit(UNIT))

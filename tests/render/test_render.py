@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys as _sys
 from pathlib import Path as _Path
 
 import pytest
 import yaml
 
-_sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
 from hostsupport import DEMO, facts_of, parse, parse_tweaked, plan_of, render, render_spec
 
 from generators.plan.backends import cmake_flags
@@ -396,7 +394,7 @@ def test_two_architectures_stay_one_cmake_argument() -> None:
 def test_the_vulkan_scenario_host_renders_a_lavapipe_server() -> None:
     from generators.pipeline import plan_hostvars, render_plan
 
-    root = _Path(__file__).resolve().parent.parent
+    root = _Path(__file__).resolve().parents[2]
     group_vars = yaml.safe_load((root / "molecule" / "vulkan" / "group_vars" / "llamafleet_vulkan.yml").read_text())
     plan = plan_hostvars("lf-debian13-vulkan", {"llamafleet": group_vars["llamafleet"]})
     files = {f.path: f for f in render_plan(plan)[0]}

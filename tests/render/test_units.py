@@ -14,13 +14,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys as _sys
 from pathlib import Path
-from pathlib import Path as _Path
 
 import pytest
 
-_sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
 from hostsupport import DEMO, EXAMPLE, EXAMPLE_HOSTS, parse, plan_of, render
 
 
@@ -40,6 +37,7 @@ def analyze() -> str:
     return found
 
 
+@pytest.mark.integration  # systemd-analyze
 @pytest.mark.parametrize(("host", "inventory", "path"), UNITS, ids=[f"{h}:{p}" for h, _, p in UNITS])
 def test_unit_passes_systemd_analyze_verify(
     host: str, inventory: Path, path: str, analyze: str, tmp_path: Path
@@ -68,6 +66,7 @@ def test_unit_passes_systemd_analyze_verify(
     assert done.stderr.strip() == "", done.stderr
 
 
+@pytest.mark.integration  # systemd-analyze
 def test_a_broken_unit_is_caught(analyze: str, tmp_path: Path) -> None:
     """The check above can fail: an unknown key and a bad Type= show up on stderr."""
     runtime = tmp_path / "runtime"
@@ -87,10 +86,8 @@ def test_a_broken_unit_is_caught(analyze: str, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def help_text() -> str:
-    binary = os.environ.get("LLAMAFLEET_LLAMA_SERVER")
-    assert binary, "set LLAMAFLEET_LLAMA_SERVER to a built llama-server (b11434)"
-    done = subprocess.run([binary, "--help"], capture_output=True, text=True, check=False, timeout=120)
+def help_text(llama_server_bin: Path) -> str:
+    done = subprocess.run([llama_server_bin, "--help"], capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout + done.stderr
 

@@ -8,13 +8,10 @@ import json
 import os
 import subprocess
 import sys
-import sys as _sys
 from pathlib import Path
-from pathlib import Path as _Path
 
 import pytest
 
-_sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
 from hostsupport import ROOT, parse_tweaked, plan_of
 
 from generators.pipeline import render_plan

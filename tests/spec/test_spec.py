@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import sys as _sys
-from pathlib import Path as _Path
-
 import pytest
 
-_sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
 from hostsupport import EXAMPLE_HOSTS, facts_of, parse, parse_tweaked, plan_of
 
 from generators import data

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
-import sys as _sys
-from pathlib import Path as _Path
 from typing import Any
 
 import pytest
 
-_sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
 from hostsupport import DEMO, raw_vars, render_spec
 
 from generators.errors import SpecError

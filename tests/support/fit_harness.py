@@ -3,7 +3,7 @@
 :func:`write_model` writes a small GGUF (zero weights, ASCII byte-level vocab) with exactly the tensors llama.cpp
 expects for llama, qwen2, qwen3, qwen3moe and gemma3. :func:`server_buffers` starts the built llama-server on the CPU
 with given flags, waits until /health answers 200, stops it, and returns the buffer sizes it logged. Used by
-tests/fit/ and by bench/fit_sweep.py (``SHAPES``: the CI test shapes).
+tests/plan/fit/, tests/llama_server/ and by bench/fit_sweep.py (``SHAPES``: the CI test shapes).
 """
 
 from __future__ import annotations

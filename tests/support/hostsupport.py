@@ -15,11 +15,11 @@ from generators.plan import HostPlan, plan_host
 from generators.render import RenderedFile
 from generators.spec import Host
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "inventories" / "example"
 DEMO = ROOT / "inventories" / "demo"
-GOLDEN = ROOT / "tests" / "golden"
-BAD_HOSTS = ROOT / "tests" / "bad_hosts"
+GOLDEN = ROOT / "tests" / "render" / "golden"
+BAD_HOSTS = ROOT / "tests" / "render" / "bad_hosts"
 SEED_HOSTS = ("t1200-laptop", "rtx4090", "rtx3070", "strix-halo", "rtx4060-laptop")
 OLLAMA_HOSTS = ("rtx3070-ollama", "strix-halo-ollama")
 EXAMPLE_HOSTS = SEED_HOSTS + OLLAMA_HOSTS

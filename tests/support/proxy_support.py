@@ -29,7 +29,7 @@ from aiohttp import web
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE_ROOT = REPO / "roles" / "sse_proxy" / "files"  # holds llamafleet_sseproxy/, as <install_dir> on hosts
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = REPO / "tests" / "programs" / "proxy" / "fixtures"
 
 
 def free_port() -> int:

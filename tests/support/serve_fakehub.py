@@ -1,6 +1,6 @@
 """Serve the fake hub on 127.0.0.1 for a manual or container run of roles/hf_models (not collected by pytest).
 
-    python tests/hub/serve_fakehub.py GGUF_PATH PORT_FILE [PORT]
+    python tests/support/serve_fakehub.py GGUF_PATH PORT_FILE [PORT]
 
 Repos: ``llamafleet/smollm2-GGUF`` (the model as ``SmolLM2-135M-Instruct-Q4_1.gguf`` and split in three parts under
 ``split/``) and the gated ``llamafleet/gated-GGUF`` (the same model under two names), open to the token
@@ -14,9 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from fakehub import Hub, HubFile, Repo, serve
+from fakehub import Hub, HubFile, Repo, serve  # beside this script, which python puts first on sys.path
 
 TOKEN = "hf_llamafleet_test"
 

@@ -10,10 +10,10 @@ from generators.plan.fit import catalog
 from generators.plan.fit.gguf_facts import read_facts
 
 
-def test_header_entry_equals_planner_reading_of_the_local_file(smollm2: Path) -> None:
-    entry = catalog.entries()[smollm2.name]
+def test_header_entry_equals_planner_reading_of_the_local_file(smollm2_gguf: Path) -> None:
+    entry = catalog.entries()[smollm2_gguf.name]
     assert entry["provenance"] == "header"
-    assert catalog.lookup(smollm2.name) == read_facts(smollm2)
+    assert catalog.lookup(smollm2_gguf.name) == read_facts(smollm2_gguf)
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen3moe", "gemma3"])

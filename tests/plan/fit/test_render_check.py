@@ -18,7 +18,7 @@ from generators.plan.fit.gguf_facts import read_facts
 from generators.plan.fit.planner import MIB, Config, weights
 from generators.inventory import host_vars
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "inventories" / "example"
 EXAMPLE_HOSTS = sorted(yaml.safe_load((EXAMPLE / "hosts.yml").read_text())["all"]["children"]["workstations"]["hosts"]
                        ) + sorted(yaml.safe_load((EXAMPLE / "hosts.yml").read_text())["all"]["children"]

@@ -16,9 +16,9 @@ from generators.plan.backends import BuildPaths, BuildTarget, BundleSettings
 from generators.plan.toolchain import resolve
 from generators.render.builds import render_build
 
-from .oci_fixture import official_like_image
+from oci_fixture import official_like_image
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BUNDLE_PY = ROOT / "roles" / "llamacpp" / "files" / "llamafleet_bundle.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # the host's python: the extractor must need nothing but the standard library
 
@@ -219,6 +219,7 @@ def podman_with_fixture(image: Path, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.integration  # podman
 def test_pull_through_podman_from_local_storage(image: Path, tmp_path: Path) -> None:
     """The --image path with podman, offline: the image is already in podman's store, so only `podman save` runs."""
     env = podman_with_fixture(image, tmp_path)
@@ -247,6 +248,7 @@ def test_pull_through_podman_from_local_storage(image: Path, tmp_path: Path) -> 
     assert (prefix / "bin" / "llama-server").is_file() and (prefix / "lib" / "libcudart.so.13").is_file()
 
 
+@pytest.mark.integration  # podman
 def test_rendered_bundle_script_end_to_end(image: Path, tmp_path: Path) -> None:
     """Seed 000's plan (GCC 16, no usable nvcc) renders a script that installs the bundle; run it for real."""
     env = podman_with_fixture(image, tmp_path)

@@ -12,11 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from packaging.version import Version
 
 from generators.facts.probe import AltCompiler, DeviceNode, DiskSpace, ProbedGpu, ToolFailure, parse_probe
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles" / "host_facts"
 MODULE_PATH = ROLE / "library" / "llamafleet_host_facts.py"
 GiB = 2**30
@@ -280,6 +281,7 @@ def ansible_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.integration  # an ansible run
 def test_real_ansible_run_on_this_machine_in_check_mode(tmp_path):
     ansible = Path(sys.executable).with_name("ansible")
     result = subprocess.run(
@@ -304,6 +306,7 @@ def test_real_ansible_run_on_this_machine_in_check_mode(tmp_path):
                                     facts.disk[0].total_bytes),)
 
 
+@pytest.mark.integration  # an ansible-playbook run
 def test_the_role_sets_host_facts_raw_in_check_mode(tmp_path):
     playbook = tmp_path / "play.yml"
     playbook.write_text(

@@ -35,7 +35,7 @@ def _assert_error(result, *words: str) -> None:
 # ------------------------------------------------------------------------------------------------ happy path
 
 
-def test_fetch_downloads_verifies_and_moves_into_place(hub, smollm2, tmp_path):
+def test_fetch_downloads_verifies_and_moves_into_place(hub, smollm2_bytes, tmp_path):
     state, endpoint = hub
     dest = tmp_path / "models"
     result = run_hub("fetch", endpoint, dest)
@@ -44,12 +44,12 @@ def test_fetch_downloads_verifies_and_moves_into_place(hub, smollm2, tmp_path):
     assert result.out["changed"] is True
     assert result.out["path"] == str(final)
     assert [f["action"] for f in result.out["files"]] == ["downloaded"]
-    assert result.out["bytes_to_download"] == len(smollm2)
-    assert final.read_bytes() == smollm2
+    assert result.out["bytes_to_download"] == len(smollm2_bytes)
+    assert final.read_bytes() == smollm2_bytes
     assert _leftovers(dest) == []
     sidecar = json.loads((dest / f".{FILE}.verified.json").read_text())
-    assert sidecar["sha256"] == hashlib.sha256(smollm2).hexdigest()
-    assert sidecar["size"] == len(smollm2)
+    assert sidecar["sha256"] == hashlib.sha256(smollm2_bytes).hexdigest()
+    assert sidecar["size"] == len(smollm2_bytes)
     assert len(state.downloads(FILE)) == 1
     assert all(s.token is None for s in state.seen), "no token file given: no token may be sent"
 
@@ -88,7 +88,7 @@ def test_touched_file_is_rehashed_and_kept(hub, tmp_path):
     assert json.loads((dest / f".{FILE}.verified.json").read_text())["mtime_ns"] == 1_000_000_000
 
 
-def test_changed_file_is_replaced_with_the_published_one(hub, smollm2, tmp_path):
+def test_changed_file_is_replaced_with_the_published_one(hub, smollm2_bytes, tmp_path):
     _, endpoint = hub
     dest = tmp_path / "models"
     assert run_hub("fetch", endpoint, dest).rc == 0
@@ -98,32 +98,32 @@ def test_changed_file_is_replaced_with_the_published_one(hub, smollm2, tmp_path)
     final.write_bytes(bytes(data))
     plan = run_hub("plan", endpoint, dest)
     assert plan.rc == 0, plan.err
-    assert plan.out["changed"] is True and plan.out["bytes_to_download"] == len(smollm2)
+    assert plan.out["changed"] is True and plan.out["bytes_to_download"] == len(smollm2_bytes)
     result = run_hub("fetch", endpoint, dest)
     assert result.rc == 0, result.err
     assert result.out["changed"] is True
-    assert final.read_bytes() == smollm2
+    assert final.read_bytes() == smollm2_bytes
 
 
-def test_plan_reports_bytes_and_writes_nothing(hub, smollm2, tmp_path):
+def test_plan_reports_bytes_and_writes_nothing(hub, smollm2_bytes, tmp_path):
     state, endpoint = hub
     dest = tmp_path / "models"
     result = run_hub("plan", endpoint, dest)
     assert result.rc == 0, result.err
     assert result.out["changed"] is True
-    assert result.out["bytes_to_download"] == len(smollm2)
+    assert result.out["bytes_to_download"] == len(smollm2_bytes)
     assert result.out["files"][0]["action"] == "download"
-    assert result.out["files"][0]["sha256"] == hashlib.sha256(smollm2).hexdigest()
+    assert result.out["files"][0]["sha256"] == hashlib.sha256(smollm2_bytes).hexdigest()
     assert not dest.exists()
     assert state.downloads(FILE) == []
 
 
-def test_hf_endpoint_environment_variable_is_honoured(hub, smollm2, tmp_path):
+def test_hf_endpoint_environment_variable_is_honoured(hub, smollm2_bytes, tmp_path):
     _, endpoint = hub
     dest = tmp_path / "models"
     result = run_hub("fetch", None, dest, env={"HF_ENDPOINT": endpoint})
     assert result.rc == 0, result.err
-    assert (dest / FILE).read_bytes() == smollm2
+    assert (dest / FILE).read_bytes() == smollm2_bytes
 
 
 # ------------------------------------------------------------------------------------------------ faults
@@ -140,7 +140,7 @@ def test_corrupted_transfer_fails_and_leaves_nothing(hub, tmp_path):
     assert not (dest / f".{FILE}.verified.json").exists()
 
 
-def test_cut_transfer_resumes_with_a_range_request_and_verifies(hub, smollm2, tmp_path):
+def test_cut_transfer_resumes_with_a_range_request_and_verifies(hub, smollm2_bytes, tmp_path):
     state, endpoint = hub
     cut = 40 * 1024 * 1024
     state.repos[REPO].files[FILE].cut_after = cut  # then the hub is down (503) until cleared
@@ -158,18 +158,18 @@ def test_cut_transfer_resumes_with_a_range_request_and_verifies(hub, smollm2, tm
     state.down = False
     plan = run_hub("plan", endpoint, dest)
     assert plan.rc == 0, plan.err
-    assert plan.out["bytes_to_download"] == len(smollm2) - cut
+    assert plan.out["bytes_to_download"] == len(smollm2_bytes) - cut
     assert plan.out["files"][0]["partial_bytes"] == cut
 
     second = run_hub("fetch", endpoint, dest)
     assert second.rc == 0, second.err
-    assert (dest / FILE).read_bytes() == smollm2
+    assert (dest / FILE).read_bytes() == smollm2_bytes
     ranges = [s.range for s in state.downloads(FILE)]
     assert ranges[-1] == f"bytes={cut}-", ranges
     assert _leftovers(dest) == []
 
 
-def test_split_gguf_expands_to_every_part(hub, smollm2, tmp_path):
+def test_split_gguf_expands_to_every_part(hub, smollm2_bytes, tmp_path):
     state, endpoint = hub
     dest = tmp_path / "models"
     result = run_hub("fetch", endpoint, dest, "--file", f"{STEM}-00001-of-00003.gguf")
@@ -177,8 +177,8 @@ def test_split_gguf_expands_to_every_part(hub, smollm2, tmp_path):
     names = [f"SmolLM2-135M-Instruct-Q4_1-{i:05d}-of-00003.gguf" for i in (1, 2, 3)]
     assert [Path(f["path"]).name for f in result.out["files"]] == names
     assert result.out["path"] == str(dest / names[0])
-    assert b"".join((dest / n).read_bytes() for n in names) == smollm2
-    assert result.out["bytes_to_download"] == len(smollm2)
+    assert b"".join((dest / n).read_bytes() for n in names) == smollm2_bytes
+    assert result.out["bytes_to_download"] == len(smollm2_bytes)
     assert len([s for s in state.seen if s.method == "GET"]) == 3
 
 
@@ -207,13 +207,13 @@ def test_gated_repo_with_a_token_that_was_not_granted(hub, tmp_path):
     _assert_error(result, "gated", str(token))
 
 
-def test_granted_token_is_sent_and_downloads(hub, smollm2, tmp_path):
+def test_granted_token_is_sent_and_downloads(hub, smollm2_bytes, tmp_path):
     state, endpoint = hub
     token = _token_file(tmp_path, GOOD_TOKEN)
     dest = tmp_path / "models"
     result = run_hub("fetch", endpoint, dest, "--repo", "owner/granted-GGUF", "--token-file", str(token))
     assert result.rc == 0, result.err
-    assert (dest / FILE).read_bytes() == smollm2
+    assert (dest / FILE).read_bytes() == smollm2_bytes
     assert {s.token for s in state.seen} == {GOOD_TOKEN}
 
 

@@ -1,7 +1,7 @@
-"""Record real llama-server streams into tests/proxy/fixtures/ (run by hand; the tests replay the recordings).
+"""Record real llama-server streams into tests/programs/proxy/fixtures/ (run by hand; the tests replay the recordings).
 
     LLAMAFLEET_LLAMA_SERVER=/path/llama-server LLAMAFLEET_SMOLLM2_GGUF=/path/SmolLM2-135M-Instruct.Q4_1.gguf \
-        python tests/proxy/record_fixtures.py
+        python tests/programs/proxy/record_fixtures.py
 
 SmolLM2's own chat template has no tool block, and with b11434's grammar a required tool call may still be preceded
 by free content, which a 135M model fills forever. So the server gets llama.cpp's Qwen2.5 template

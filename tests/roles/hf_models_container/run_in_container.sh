@@ -1,6 +1,6 @@
 #!/bin/bash
 # Prove roles/hf_models on a Debian 13 test container against the fake hub, then remove the container.
-#   LLAMAFLEET_SMOLLM2_GGUF=... tests/hub/role/run_in_container.sh [IMAGE]
+#   LLAMAFLEET_SMOLLM2_GGUF=... tests/roles/hf_models_container/run_in_container.sh [IMAGE]
 # Steps: converge (downloads, split parts, gated repo with a token), idempotence
 # (nothing changed, nothing downloaded), check mode with one more model (reports its bytes, changes nothing).
 # Set HFM_WHEELHOUSE to a directory of wheels to install huggingface_hub offline.
@@ -20,7 +20,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$py" "$here/../serve_fakehub.py" "${LLAMAFLEET_SMOLLM2_GGUF:?set LLAMAFLEET_SMOLLM2_GGUF}" "$work/endpoint" &
+"$py" "$root/tests/support/serve_fakehub.py" "${LLAMAFLEET_SMOLLM2_GGUF:?set LLAMAFLEET_SMOLLM2_GGUF}" "$work/endpoint" &
 hub_pid=$!
 for _ in $(seq 100); do [ -s "$work/endpoint" ] && break; sleep 0.2; done
 export HFM_ENDPOINT=$(cat "$work/endpoint")

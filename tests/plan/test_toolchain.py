@@ -6,10 +6,10 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from hostsupport import run_cli as run_generators
 from packaging.version import Version
 
 from generators.errors import SpecError
@@ -105,9 +105,7 @@ def test_arch_support() -> None:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "generators", "toolchain", *args], cwd=ROOT, capture_output=True, text=True, check=False
-    )
+    return run_generators("toolchain", *args)
 
 
 def test_cli_prints_plan_before_anything_builds() -> None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
+
+from hostsupport import run_cli
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "generators", "fit", "--inventory", "inventories/demo",
-                           "--host", "demo", *args], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return run_cli("fit", "--inventory", "inventories/demo", "--host", "demo", *args)
 
 
 def test_demo_host_plans_as_a_table() -> None:

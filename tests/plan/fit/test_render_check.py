@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from hostsupport import run_cli
 
 from generators.errors import SpecError
 from generators.plan.fit import catalog
@@ -27,8 +27,7 @@ SEED_HOSTS = ("t1200-laptop", "rtx4090", "rtx3070", "strix-halo", "rtx4060-lapto
 
 
 def _render(inventory: Path, host: str, out: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "generators", "render", "--inventory", str(inventory), "--host", host,
-                           "--out", str(out)], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return run_cli("render", "--inventory", str(inventory), "--host", host, "--out", str(out))
 
 
 def _copy_of(tmp_path: Path, host: str, change: dict[str, object]) -> Path:
@@ -166,9 +165,7 @@ def test_every_seed_preset_fits(host: str, presets: tuple[str, ...]) -> None:
 
 def test_fit_launch_shows_the_table_render_refers_to(tmp_path: Path) -> None:
     inventory = _copy_of(tmp_path / "inv", "t1200-laptop", {"ctx": 524288})
-    done = subprocess.run([sys.executable, "-m", "generators", "fit", "--inventory", str(inventory), "--host",
-                           "t1200-laptop", "--launch"], check=False, cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    done = run_cli("fit", "--inventory", str(inventory), "--host", "t1200-laptop", "--launch")
     assert done.returncode == 3, done.stderr
     assert "--ctx-size 524288" in done.stdout and "--n-gpu-layers 37" in done.stdout and "headroom" in done.stdout
     assert "nearest configuration that fits" in done.stdout

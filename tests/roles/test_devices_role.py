@@ -80,7 +80,7 @@ def load_filters():
 
 
 def test_the_filter_checks_each_server_of_a_looped_command() -> None:
-    listing = (ROOT / "tests" / "backends" / "listings" / "vulkan-t1200-igpu.composed.txt").read_text()
+    listing = (ROOT / "tests" / "facts" / "listings" / "vulkan-t1200-igpu.composed.txt").read_text()
     listing = "\n".join(line for line in listing.splitlines() if not line.startswith("#"))
     results = [
         {"item": {"name": "main", "expected_device": "Vulkan1"}, "stdout": "", "stderr": listing},

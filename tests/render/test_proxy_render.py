@@ -175,7 +175,7 @@ def test_llama_server_role_retires_the_unit_the_proxy_is_installed_as() -> None:
     role_vars = yaml.safe_load((REPO / "roles/llama_server/vars/main.yml").read_text())
     assert role_vars["__llama_server_proxy_unit"] == "{{ preflight_rendered.manifest.sse_proxy_unit }}"
     for host in ("demo", "strix-halo"):
-        golden = json.loads((REPO / "tests/golden" / host / "manifest.json").read_text())
+        golden = json.loads((REPO / "tests/render/golden" / host / "manifest.json").read_text())
         assert golden["sse_proxy_unit"] == UNIT_NAME
 
 

@@ -2,7 +2,7 @@
 
 The manifest and the files are a real render of strix-halo (Vulkan servers) with ``also_build: [hip]``, moved
 under a scratch directory. Each rendered build script is replaced by a stand-in that records its run and installs
-a llama-server wrapper into its prefix: ``--list-devices`` prints a listing (tests/backends/listings), everything
+a llama-server wrapper into its prefix: ``--list-devices`` prints a listing (tests/facts/listings), everything
 else runs the real CPU binary (its ``--help`` is what the role checks the rendered flags against). The role must
 run both scripts, check each build's device (the serving build per server, the other against
 ``builds[].expected_device``), switch ``current`` once, to the serving build, notify the one restart topic once,
@@ -24,7 +24,7 @@ from generators.pipeline import render_hostvars
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
-LISTINGS = ROOT / "tests" / "backends" / "listings"
+LISTINGS = ROOT / "tests" / "facts" / "listings"
 STRIX_VULKAN = "Available devices:\n  Vulkan0: AMD Radeon Graphics (RADV GFX1151) (98304 MiB, 97000 MiB free)\n"
 
 

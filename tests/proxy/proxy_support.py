@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
@@ -224,17 +223,15 @@ class ProxyProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _limits(self) -> None:  # in the child, before exec
-        if self.nofile is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
-
     def start(self) -> ProxyProcess:
         python = os.environ.get("LLAMAFLEET_PROXY_PYTHON", sys.executable)  # e.g. one with the distro's aiohttp
         cmd = [python, "-m", "llamafleet_sseproxy", "--listen", f"{self.listen}:{self.port}"]
+        if self.nofile is not None:  # prlimit sets the limit, then executes the proxy (same process)
+            cmd = ["prlimit", f"--nofile={self.nofile}:{self.nofile}", "--", *cmd]
         cmd += ["--upstream", self.upstream, "--poll-interval", "0.5", *self.args]
         env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}  # as the unit runs it: no generators/ in reach
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - read back and closed by stop()
-        self.proc = subprocess.Popen(cmd, cwd=PACKAGE_ROOT, env=env, stderr=self.log, preexec_fn=self._limits if self.nofile else None)
+        self.proc = subprocess.Popen(cmd, cwd=PACKAGE_ROOT, env=env, stderr=self.log)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

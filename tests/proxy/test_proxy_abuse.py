@@ -127,8 +127,12 @@ def test_health_on_a_public_bind_tells_strangers_only_ok(upstream: ScriptedUpstr
         try:
             status, body = http_get(proxy.url + "/proxy/health")
             assert (status, json.loads(body)) == (200, {"proxy": "ok"})
-            answer = raw(proxy.port, b"GET /proxy/health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
-                         + b"\r\nConnection: close\r\n\r\n")
+            answer = raw(
+                proxy.port,
+                b"GET /proxy/health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                + KEY.encode()
+                + b"\r\nConnection: close\r\n\r\n",
+            )
             report = json_of(answer)
             if args:  # the key holder gets the whole report
                 assert report["upstream"] == up and report["ready"] is True

@@ -102,7 +102,9 @@ def test_a_request_the_upstream_dropped_is_not_sent_again() -> None:
         with pytest.raises(openai.APIError) as err:  # the stream had begun: it ends with the error event
             receive(proxy.client(), "flaky")
         assert "upstream connection lost" in str(err.value)
-        status, _, body = http_post(proxy.url + "/v1/chat/completions", {"messages": [{"role": "user", "content": "plain"}]})
+        status, _, body = http_post(
+            proxy.url + "/v1/chat/completions", {"messages": [{"role": "user", "content": "plain"}]}
+        )
         assert status == 502 and b"not sent again" in body, body
         assert [r["messages"][-1]["content"] for r in up.requests] == ["flaky", "plain"]  # each one sent once
         assert health(proxy)["retried_requests"] == 0

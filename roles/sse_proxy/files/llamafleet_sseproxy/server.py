@@ -334,9 +334,7 @@ class Proxy:
         # before llama-server's own keep-alive gives up on it (so no request meets a connection being closed),
         # and soon after traffic stops (llama-server's shutdown waits for open connections).
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=0, ttl_dns_cache=None, keepalive_timeout=self.cfg.upstream_keepalive
-            ),
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, keepalive_timeout=self.cfg.upstream_keepalive),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             auto_decompress=False,  # bodies pass through as the upstream encoded them
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -407,7 +405,9 @@ class Proxy:
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return error(413, f"request body over the limit of {self.cfg.max_body} bytes", "invalid_request_error", True)
+            return error(
+                413, f"request body over the limit of {self.cfg.max_body} bytes", "invalid_request_error", True
+            )
         rechunk = wants_stream(request.method, request.path, body)
         # the body is already read: the upstream must not be asked to say "100 Continue" again
         drop = frozenset({"expect", "accept-encoding"} if rechunk else {"expect"})
@@ -472,7 +472,9 @@ class Proxy:
                     if not out.prepared and framer is None:
                         self.state.broken_streams += 1
                         self.state.mark_down(f"upstream broke before answering ({type(exc).__name__}: {exc})")
-                        return error(502, f"upstream connection lost mid-answer ({type(exc).__name__})", "upstream_error")
+                        return error(
+                            502, f"upstream connection lost mid-answer ({type(exc).__name__})", "upstream_error"
+                        )
                     if not out.prepared:
                         await out.prepare(request)
                     await self.broken(request, out, framer, exc)

@@ -314,3 +314,21 @@ def test_sequential_requests_share_an_upstream_connection(upstream: ScriptedUpst
         assert http_get(proxy.url + f"/echo/{i}")[0] == 200
     assert len(upstream.peers) == 10
     assert len(set(upstream.peers)) < 10, upstream.peers  # reused, not one fresh connection per request
+
+
+def test_a_client_waiting_for_100_continue_is_refused_before_it_sends_the_body(
+    upstream: ScriptedUpstream, keyed: ProxyProcess
+) -> None:
+    head = chat_request(None, b"", "Expect: 100-continue\r\n").replace(b"Content-Length: 0", b"Content-Length: 9000000")
+    answer = raw(keyed.port, head)
+    assert status_of(answer) == 401 and b"100 Continue" not in answer, answer
+    with socket.create_connection(("127.0.0.1", keyed.port), timeout=10) as s:  # with the key: go ahead
+        body = chat_doc("keyed")
+        s.sendall(
+            chat_request(KEY, b"", "Expect: 100-continue\r\n").replace(
+                b"Content-Length: 0", b"Content-Length: %d" % len(body)
+            )
+        )
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(body)
+        assert s.recv(100).startswith(b"HTTP/1.1 200")

@@ -377,16 +377,34 @@ class Proxy:
             report["refused_connections"] = self.guard.refused
         return web.json_response(report, status=200 if ready else 503)
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    def admission(self, request: web.Request) -> web.Response | None:
+        """The refusal a request gets from its headers alone (key, announced size), or None to go on."""
         if request.path == HEALTH_PATH and request.method in ("GET", "HEAD"):
-            return await self.health(request)
+            return None
         if not (request.path in PUBLIC_PATHS and request.method in ("GET", "HEAD")) and not self.authorized(request):
-            return error(
-                401, "invalid or missing API key", "authentication_error", close=True, **{"WWW-Authenticate": "Bearer"}
-            )
+            auth = {"WWW-Authenticate": "Bearer"}
+            return error(401, "invalid or missing API key", "authentication_error", close=True, **auth)
         if request.content_length is not None and request.content_length > self.cfg.max_body:
             message = f"request body of {request.content_length} bytes is over the limit of {self.cfg.max_body}"
             return error(413, message, "invalid_request_error", close=True)
+        return None
+
+    async def expect(self, request: web.Request) -> web.Response | None:
+        """``Expect: 100-continue``: the client waits for a go before sending its body; refuse it first."""
+        refusal = self.admission(request)
+        if refusal is not None:
+            return refusal
+        if request.version == aiohttp.HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the answer proper has not started
+        return None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == HEALTH_PATH and request.method in ("GET", "HEAD"):
+            return await self.health(request)
+        refusal = self.admission(request)
+        if refusal is not None:
+            return refusal
         if self.active >= self.cfg.max_concurrent:
             message = f"{self.active} requests in flight, the limit is {self.cfg.max_concurrent}"
             return error(503, message, "unavailable_error", close=True, **{"Retry-After": "1"})
@@ -527,7 +545,7 @@ def build_app(cfg: ProxyConfig, guard: ConnectionGuard | None = None) -> web.App
     proxy = Proxy(cfg, guard)
     app = web.Application(client_max_size=cfg.max_body, middlewares=[origin_form])
     app.cleanup_ctx.append(proxy.context)
-    app.router.add_route("*", "/{tail:.*}", proxy.handle)
+    app.router.add_route("*", "/{tail:.*}", proxy.handle, expect_handler=proxy.expect)
     return app
 
 

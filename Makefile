@@ -5,11 +5,11 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export CONTAINERS_CONF ?= $(CURDIR)/molecule/containers.conf
-export LLAMAFLEET_CCACHE ?= $(CURDIR)/.cache/ccache
+export LLAMAFLEET_CCACHE ?= $(HOME)/.cache/llamafleet/ccache
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test deps venv images molecule-hub molecule-vulkan molecule-distros test-upgrade clean-demo
+.PHONY: demo test test-fast deps venv images molecule-hub molecule-vulkan molecule-distros test-upgrade clean-demo
 
 demo: deps venv
 	$(VENV)/bin/ansible-playbook playbooks/demo_host.yml
@@ -27,6 +27,10 @@ print(json.load(urllib.request.urlopen(r, timeout=120))['choices'][0]['message']
 
 test: deps venv
 	bash .ci/test
+
+# The fast tests (under a minute): no llama-server, model, systemd, podman or ansible run (tests/conftest.py).
+test-fast: venv
+	$(PY) -m pytest -q -m "not integration"
 
 deps:
 	@bash .ci/install-deps

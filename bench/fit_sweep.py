@@ -2,7 +2,7 @@
 
     LLAMAFLEET_LLAMA_SERVER=/path/to/llama-server [LLAMAFLEET_SMOLLM2_GGUF=...] python bench/fit_sweep.py [--quick]
 
-Writes synthetic GGUFs (tests/fit/fit_harness.py) of llama, qwen2, qwen3, qwen3moe, gemma3 and qwen35 (hybrid
+Writes synthetic GGUFs (tests/support/fit_harness.py) of llama, qwen2, qwen3, qwen3moe, gemma3 and qwen35 (hybrid
 gated-delta-net) in two shapes each,
 starts llama-server on the CPU for every combination of context, KV cache types, flash attention, ubatch and slots,
 and prints the relative error of the plan per component (weights with --no-repack; the CPU_REPACK copy separately).
@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "fit"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from fit_harness import Shape, mib, server_buffers, write_model
 

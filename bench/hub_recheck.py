@@ -3,7 +3,7 @@ touched (re-hash).
 
     LLAMAFLEET_SMOLLM2_GGUF=... python bench/hub_recheck.py [ROUNDS]
 
-Serves the smollm2 GGUF from the loopback fake hub (tests/hub/fakehub.py), fetches it once (prints the loopback
+Serves the smollm2 GGUF from the loopback fake hub (tests/support/fakehub.py), fetches it once (prints the loopback
 transfer rate of the first fetch), then times ROUNDS plans of each kind in the same run and prints the ratio.
 Both kinds make the same hub call (paths-info); the difference is the sha256 of the local file.
 """
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "hub"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 from fakehub import Hub, HubFile, Repo, serve
 

@@ -1,7 +1,7 @@
 """The manifest: the typed contract between the renders and the roles (``manifest.json`` in the render root).
 
 The roles take every name, path, port and package list from here instead of rebuilding them. Each key is
-documented where it is declared (``#:`` comments); ``tests/test_manifest.py`` keeps the rendered manifests and
+documented where it is declared (``#:`` comments); ``tests/manifest/test_manifest.py`` keeps the rendered manifests and
 these declarations equal. :func:`build_manifest` builds it from the host's plan and the files rendered from it
 (every ``render_path`` it names is one of them); :func:`manifest_file` writes it as sorted, indented JSON.
 """

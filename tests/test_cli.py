@@ -1,18 +1,18 @@
-"""``python -m generators render`` end to end: files written atomically with their modes, errors without traces."""
+"""``python -m generators render`` end to end: files written atomically with their modes, errors without traces.
+
+The demo and the error run as real processes; the other hosts and the subcommands' --help run the same CLI in
+this process (hostsupport.run_cli), which keeps the fast tests fast."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-import sys as _sys
 from pathlib import Path
-from pathlib import Path as _Path
 
 import pytest
 
-_sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
-from hostsupport import EXAMPLE_HOSTS, ROOT, render
+from hostsupport import EXAMPLE_HOSTS, ROOT, render, run_cli
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -34,7 +34,7 @@ def test_render_demo_writes_every_file_with_its_mode(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("host", EXAMPLE_HOSTS)
 def test_render_every_example_host(host: str, tmp_path: Path) -> None:
-    done = run("render", "--inventory", "inventories/example", "--host", host, "--out", str(tmp_path))
+    done = run_cli("render", "--inventory", "inventories/example", "--host", host, "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "manifest.json").is_file()
     assert done.stdout.splitlines() == [str(tmp_path / p) for p in render(host)]
@@ -51,11 +51,11 @@ def test_unknown_host_is_an_error_listing_the_hosts(tmp_path: Path) -> None:
 def test_every_command_of_the_old_module_entry_points_is_a_subcommand() -> None:
     """python -m generators.backends/.toolchain/.fit.catalog became render-build, check-devices, toolchain, catalog."""
     for command in ("render", "fit", "catalog", "toolchain", "render-build", "check-devices"):
-        done = run(command, "--help")
+        done = run_cli(command, "--help")
         assert done.returncode == 0 and done.stdout.startswith("usage: python -m generators " + command), command
-    listed = run("catalog", "list")
+    listed = run_cli("catalog", "list")
     assert listed.returncode == 0 and "SmolLM2-135M-Instruct.Q4_1.gguf" in listed.stdout
-    probe = run("toolchain", "--print-probe")
+    probe = run_cli("toolchain", "--print-probe")
     assert probe.returncode == 0 and probe.stdout.startswith("#!")
-    bad = run("catalog", "add", "--repo", "org/repo")
+    bad = run_cli("catalog", "add", "--repo", "org/repo")
     assert bad.returncode == 2 and "add needs --repo and --file, or --path" in bad.stderr

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys as _sys
-from pathlib import Path as _Path
 
 import pytest
 import yaml
 
-_sys.path.insert(0, str(_Path(__file__).resolve().parent))  # tests/hostsupport.py (pytest runs --import-mode=importlib)
 from hostsupport import render
 
 from generators.plan.clients import CLIENTS

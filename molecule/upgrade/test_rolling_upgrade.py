@@ -33,7 +33,7 @@ def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def inventory(tmp_path_factory):
-    ccache = Path(os.environ.get("LLAMAFLEET_CCACHE", REPO / ".cache/ccache")) / "debian13"
+    ccache = Path(os.environ.get("LLAMAFLEET_CCACHE", Path.home() / ".cache/llamafleet/ccache")) / "debian13"
     ccache.mkdir(parents=True, exist_ok=True)
     subprocess.run(["bash", str(REPO / "molecule/images/build-image.sh"), "debian13"], check=True)
     for name in HOSTS:
@@ -47,7 +47,7 @@ def inventory(tmp_path_factory):
     path = tmp_path_factory.mktemp("inv") / "hosts.yml"
     path.write_text(yaml.safe_dump({"all": {"hosts": {
         name: {"ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3",
-               **spec} for name in HOSTS}}}))
+               "llamafleet_test_distro": {"name": "debian", "version": "13"}, **spec} for name in HOSTS}}}))
     yield path
     for name in HOSTS:
         podman("rm", "-f", name, check=False)

@@ -2,7 +2,7 @@
 
 Pure functions over :class:`~generators.plan.fit.gguf_facts.ModelFacts`. The sizes follow llama.cpp (b11434) exactly where
 llama.cpp computes them from the header (weights, KV cache, recurrent state), and an empirical model where it does
-not (the compute buffer: calibrated against llama-server's own log on the CPU backend, see tests/fit and
+not (the compute buffer: calibrated against llama-server's own log on the CPU backend, see tests/plan/fit, tests/llama_server and
 bench/fit_sweep.py). Cache block sizes come from gguf's ``GGML_QUANT_SIZES``, never typed by hand.
 
 Rules mirrored from llama.cpp:
@@ -297,7 +297,7 @@ def compute_buffer(facts: ModelFacts, cfg: Config) -> int:
     Live at the peak: the attention masks (one per cache kind; f16 with flash attention, f32 without) plus the larger
     of the attention phase (without flash attention the full KQ score matrix, ``n_kv * tokens * heads`` floats) and
     the feed-forward phase (three ``n_ff``-wide activations per token, or per used expert for MoE). Per-token
-    coefficients were fitted on the CPU backend of b11434 (tests/fit, bench/fit_sweep.py).
+    coefficients were fitted on the CPU backend of b11434 (tests/llama_server/test_fit_llama_server.py, bench/fit_sweep.py).
     """
     cells, _, swa_cells = kv_cells(facts, cfg)
     n_tokens = min(cfg.ubatch, cfg.batch, pad(cfg.ctx, 256))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hmac
 import inspect
 import ipaddress
@@ -458,6 +459,11 @@ class Proxy:
                 continue
             except UPSTREAM_ERRORS as exc:  # sent, then dropped: never replayed (it may be what broke it)
                 self.state.mark_down(f"{type(exc).__name__}: {exc}")
+                if getattr(exc, "errno", None) in (errno.ECONNRESET, errno.EPIPE):
+                    # ... except a reset before any answer: the upstream closed with our request unread (a socket
+                    # closed with nothing unread sends a FIN: "server disconnected"), e.g. a pooled connection of
+                    # a llama-server just killed. It never read the request: safe to send again.
+                    continue
                 message = f"upstream connection lost before it answered ({type(exc).__name__}); not sent again"
                 log.warning("%s %s: %s", request.method, request.path, message)
                 return error(502, message, "upstream_error")

@@ -1,6 +1,6 @@
 """Throughput and added latency of the SSE-repair proxy against a direct connection, from the same run.
 
-    python bench/proxy_bench.py [--rounds 3] [--events 20000] [--paced-interval-ms 10]
+    python bench/proxy_bench.py [--rounds 3] [--events 20000] [--paced-interval-ms 10] [--ttfb-only]
 
 A fast upstream (aiohttp, in a process of its own) streams chat-completion chunks that look like
 code generation (newlines, quotes, non-ASCII, a backslash escape cut in two), one write per event as llama-server
@@ -8,7 +8,10 @@ does, each stamped with the time it was sent. A lean client (raw aiohttp reads, 
 and measures each one's latency. Every measurement is taken twice, directly and through the proxy (the real
 process, ``python -m llamafleet_sseproxy``), interleaved round by round; the printed ratios compare the medians.
 
-Two regimes, at 1 and 64 concurrent streams:
+First the time to first byte: one-event streams sent one after another on a keep-alive client session, direct
+and through the proxy; printed as the added median time to first byte vs direct (goal: at most 1 ms).
+
+Then two regimes, at 1 and 64 concurrent streams:
 - saturated: the upstream sends as fast as it can, so the proxy's cost per event is what limits it;
 - paced: every stream sends one event per interval (llama-server speeds, with room to spare): the throughput a
   client sees, and the latency the proxy adds per event.
@@ -165,6 +168,34 @@ async def measure(url: str, streams: int, n: int, interval: float, pid: int | No
     return Result(sum(counts), seconds, lat, cpu)
 
 
+async def first_bytes(url: str, requests: int) -> list[float]:
+    """Time to first byte (µs) of ``requests`` one-event streams sent one after another on a keep-alive client
+    session, as an agent sends its turns: what a fresh upstream connection per request costs shows up here."""
+    body = {"model": "local", "stream": True, "n": 1, "interval": 0.0, "messages": []}
+    out: list[float] = []
+    clock = time.perf_counter_ns
+    async with ClientSession(connector=TCPConnector(limit=0), timeout=ClientTimeout(total=None)) as session:
+        for _ in range(requests):
+            t0 = clock()
+            async with session.post(url + "/v1/chat/completions", json=body) as resp:
+                await resp.content.readany()
+                out.append((clock() - t0) / 1000)
+                await resp.read()
+    return out
+
+
+def report_ttfb(direct: list[float], proxied: list[float]) -> dict[str, float]:
+    d, p = statistics.median(direct), statistics.median(proxied)
+    row = {"direct_ttfb_ms": d / 1000, "proxy_ttfb_ms": p / 1000, "added_ttfb_ms": (p - d) / 1000, "ttfb_ratio": p / d}
+    print(
+        f"{'time to first byte':<22} direct {row['direct_ttfb_ms']:.3f} ms  proxy {row['proxy_ttfb_ms']:.3f} ms  "
+        f"ratio {row['ttfb_ratio']:.2f}  added median time to first byte vs direct +{row['added_ttfb_ms']:.3f} ms "
+        f"(goal <= 1 ms; {len(direct)} sequential requests each)",
+        flush=True,
+    )
+    return row
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1] if len(values) > 1 else values[0]
 
@@ -203,6 +234,14 @@ async def run(args: argparse.Namespace, direct_url: str, proxy_url: str, pid: in
     ]
     await measure(proxy_url, 4, 200, 0.0)  # warm both paths up
     await measure(direct_url, 4, 200, 0.0)
+    d_first: list[float] = []
+    p_first: list[float] = []
+    for _ in range(args.rounds):  # interleaved, like the rest
+        d_first += await first_bytes(direct_url, args.ttfb_requests)
+        p_first += await first_bytes(proxy_url, args.ttfb_requests)
+    report_ttfb(d_first, p_first)
+    if args.ttfb_only:
+        return
     for name, streams, n, interval in plans:
         direct: list[Result] = []
         proxied: list[Result] = []
@@ -218,6 +257,8 @@ def main() -> int:
     p.add_argument("--events", type=int, default=20000, help="events per saturated measurement (all streams)")
     p.add_argument("--paced-events", type=int, default=300, help="events per stream when paced")
     p.add_argument("--paced-interval-ms", type=float, default=10.0, help="time between a paced stream's events")
+    p.add_argument("--ttfb-requests", type=int, default=200, help="sequential requests per time-to-first-byte round")
+    p.add_argument("--ttfb-only", action="store_true", help="measure the time to first byte only")
     p.add_argument("--upstream-only", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.upstream_only:

@@ -260,6 +260,8 @@ class SseProxyEntry(TypedDict):
     install_dir: str
     #: the package ``python3 -m`` runs (``<install_dir>/<package>/``)
     package: str
+    #: the fronted server's API key file, which the proxy reads too (null without a key)
+    api_key_file: str | None
 
 
 class Manifest(TypedDict):
@@ -383,6 +385,7 @@ def _sse_proxy(proxy: ProxyPlan | None) -> SseProxyEntry | None:
         "wait_timeout": unit.wait_timeout,
         "install_dir": proxy.install_dir,
         "package": proxy.package,
+        "api_key_file": unit.api_key_file,
     }
 
 
@@ -403,7 +406,9 @@ def build_manifest(plan: HostPlan, files: Sequence[RenderedFile]) -> Manifest:
     manifest: Manifest = {
         "user": plan.user,
         "engine": plan.engine,
-        "distro": None if distro is None else {
+        "distro": None
+        if distro is None
+        else {
             "key": distro.key,
             "family": distro.family,
             "package_manager": distro.package_manager,
@@ -419,7 +424,9 @@ def build_manifest(plan: HostPlan, files: Sequence[RenderedFile]) -> Manifest:
         "chat_templates_dir": plan.layout.chat_templates_dir,
         "models": [{"name": m.name, "path": m.path, "source": m.source} for m in plan.models],
         "servers": [_server(s) for s in plan.servers],
-        "ollama": None if plan.ollama is None else {
+        "ollama": None
+        if plan.ollama is None
+        else {
             "dropin": plan.ollama.dropin,
             "render_path": plan.ollama.render_path,
             "environment": dict(plan.ollama.environment),
@@ -427,7 +434,9 @@ def build_manifest(plan: HostPlan, files: Sequence[RenderedFile]) -> Manifest:
             "host": plan.ollama.spec.host,
             "port": plan.ollama.spec.port,
         },
-        "clients": None if plan.clients is None else {
+        "clients": None
+        if plan.clients is None
+        else {
             "user": plan.clients.user,
             "home": plan.clients.home,
             "files": [

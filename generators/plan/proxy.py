@@ -40,6 +40,7 @@ class ProxyUnit:
     python: str = "/usr/bin/python3"
     install_dir: str = INSTALL_DIR
     upstream_unit: str | None = None  # llama-server's unit, for start-up ordering only
+    api_key_file: str | None = None  # the fronted server's key file: the proxy checks the key before the body
 
 
 def _is_loopback(host: str) -> bool:
@@ -87,6 +88,9 @@ def problems(unit: ProxyUnit) -> list[Problem]:
         value = getattr(unit, name)
         if not _SAFE_PATH.fullmatch(value) or "/../" in value + "/":
             found.append(Problem(f"sse_proxy.{name}", f"must be an absolute path without '..', got {value!r}"))
+    key = unit.api_key_file
+    if key is not None and (not _SAFE_PATH.fullmatch(key) or "/../" in key + "/"):
+        found.append(Problem("sse_proxy.api_key_file", f"must be an absolute path without '..', got {key!r}"))
     if unit.upstream_unit is not None and not _UNIT.fullmatch(unit.upstream_unit):
         found.append(Problem("sse_proxy.upstream_unit", f"must be a .service unit name, got {unit.upstream_unit!r}"))
     return found
@@ -100,6 +104,8 @@ def proxy_argv(unit: ProxyUnit) -> list[str]:
     argv += ["--wait-timeout", f"{unit.wait_timeout:g}"]
     if unit.split_open_brace:
         argv.append("--split-open-brace")
+    if unit.api_key_file is not None:
+        argv += ["--api-key-file", unit.api_key_file]
     return argv
 
 
@@ -145,6 +151,7 @@ def host_proxy_unit(host: Host, layout: Layout, name: str = "host") -> ProxyUnit
         wait_timeout=host.sse_proxy.wait_timeout,
         install_dir=layout.sse_proxy_install_dir,
         upstream_unit=layout.unit_name(fronted),
+        api_key_file=fronted.api_key_file,
     )
 
 

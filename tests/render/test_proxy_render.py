@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import os
 import shlex
@@ -41,18 +42,56 @@ ExecStart=/usr/bin/python3 -m llamafleet_sseproxy \\
     --upstream http://127.0.0.1:8081 \\
     --keepalive drop \\
     --wait-timeout 90 \\
-    --split-open-brace
+    --split-open-brace \\
+    --api-key-file /home/dev/.config/llamafleet/api-key
 Restart=always
 RestartSec=1
 TimeoutStopSec=30
+# The proxy faces the agents (beyond loopback too): room for its connections (it keeps them under the limit
+# itself), no privileges, a service's native system calls, IPv4/IPv6 and local sockets only.
+LimitNOFILE=65536
 NoNewPrivileges=yes
+UMask=0077
+LockPersonality=yes
+RestrictRealtime=yes
+RestrictNamespaces=yes
+RestrictSUIDSGID=yes
+MemoryDenyWriteExecute=yes
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+SystemCallErrorNumber=EPERM
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+# Mount sandboxing: it reads its package and the key file and writes nothing. A user unit gets these through a
+# user namespace systemd (>= 253) sets up by itself; where unprivileged user namespaces are not allowed (AppArmor's
+# restriction on Ubuntu 24.04) systemd skips them and the proxy still starts. llama-server's unit has none of them:
+# a namespace around the GPU driver (/proc/driver, device node groups) is not tried there.
+ProtectSystem=strict
+ProtectHome=read-only
+PrivateTmp=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectHostname=yes
+ProtectProc=invisible
+ProcSubset=pid
+KeyringMode=private
+# 64 requests in flight of at most 16 MiB each, and the event loop's few threads
+MemoryMax=2G
+TasksMax=64
 
 [Install]
 WantedBy=default.target
 """
 
 UNIT = ProxyUnit(
-    "ws1", keepalive="drop", split_open_brace=True, wait_timeout=90, upstream_unit="llamafleet-main.service"
+    "ws1",
+    keepalive="drop",
+    split_open_brace=True,
+    wait_timeout=90,
+    upstream_unit="llamafleet-main.service",
+    api_key_file="/home/dev/.config/llamafleet/api-key",
 )
 
 
@@ -115,14 +154,18 @@ def test_bad_upstream_urls(url: str, message: str) -> None:
         render_proxy_unit(ProxyUnit("ws1", upstream_url=url))
 
 
-def test_rendered_command_line_is_accepted_by_the_proxy() -> None:
-    text = render_proxy_unit(UNIT)
+def test_rendered_command_line_is_accepted_by_the_proxy(tmp_path: Path) -> None:
+    key = tmp_path / "api-key"
+    key.write_text("sk-rendered\n")
+    unit = dataclasses.replace(UNIT, api_key_file=str(key))
+    text = render_proxy_unit(unit)
     exec_start = text.split("ExecStart=", 1)[1].split("\nRestart=", 1)[0].replace("\\\n", " ")
     argv = shlex.split(exec_start)
-    assert argv == proxy_argv(UNIT)
+    assert argv == proxy_argv(unit)
     cfg = parse_args(argv[3:])
     assert (cfg.listen_host, cfg.listen_port, cfg.upstream) == ("127.0.0.1", 8080, "http://127.0.0.1:8081")
     assert (cfg.keepalive, cfg.split_open_brace, cfg.wait_timeout) == ("drop", True, 90.0)
+    assert cfg.api_key == "sk-rendered"
 
 
 @pytest.mark.integration  # systemd-analyze
@@ -234,3 +277,22 @@ def test_package_runs_on_its_own_as_installed(tmp_path: Path, loop: str) -> None
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_fronted_servers_key_file_reaches_the_proxy_unit_and_the_manifest() -> None:
+    raw = host_vars(REPO / "inventories/example", "t1200-laptop")
+    key = "/home/dev/.config/llamafleet/api-key"
+    for server in raw["llamafleet"]["servers"]:
+        server["api_key_file"] = key
+    rendered = render_hostvars("t1200-laptop", raw)
+    assert rendered.manifest["sse_proxy"]["api_key_file"] == key
+    unit = next(f for f in rendered.files if f.path == "systemd/user/llamafleet-sse-proxy.service").content
+    assert f"    --api-key-file {key}\n" in unit
+    without = render_hostvars("t1200-laptop", host_vars(REPO / "inventories/example", "t1200-laptop"))
+    assert without.manifest["sse_proxy"]["api_key_file"] is None
+
+
+@pytest.mark.parametrize("bad", ["relative/key", "/a/../etc/key", "/home/dev/key\nExecStartPre=/bin/true"])
+def test_bad_key_file_paths_are_refused(bad: str) -> None:
+    with pytest.raises(SpecError, match="sse_proxy.api_key_file"):
+        render_proxy_unit(ProxyUnit("ws1", api_key_file=bad))

@@ -94,6 +94,7 @@ class Script:
     status: int = 200
     break_after: int | None = None  # close the connection after this many chunks, mid-stream
     delay: float = 0.0  # seconds between chunks
+    drop: bool = False  # close the connection on receiving the request, before any answer
 
 
 @dataclass
@@ -108,6 +109,7 @@ class ScriptedUpstream:
     sent: dict[str, int] = field(default_factory=dict)  # bytes of each script written so far
     finished: set[str] = field(default_factory=set)  # scripts written to the end
     abandoned: set[str] = field(default_factory=set)  # scripts whose reader went away mid-stream
+    peers: list[int] = field(default_factory=list)  # the client port of each request to an echoed path
     _loop: asyncio.AbstractEventLoop | None = None
     _runner: web.AppRunner | None = None
     _thread: threading.Thread | None = None
@@ -159,6 +161,8 @@ class ScriptedUpstream:
 
     async def _echo(self, request: web.Request) -> web.Response:
         body = await request.read()
+        assert request.transport is not None
+        self.peers.append(request.transport.get_extra_info("peername")[1])
         doc = {
             "method": request.method,
             "path": request.path,
@@ -176,6 +180,10 @@ class ScriptedUpstream:
             return web.json_response(err, status=self.chat_status)
         name = doc["messages"][-1]["content"]
         script = self.scripts[name]
+        if script.drop:
+            assert request.transport is not None
+            request.transport.close()  # the upstream dies on this request: not a byte of an answer
+            return web.Response()
         if not doc.get("stream"):
             return web.Response(body=b"".join(script.chunks), status=script.status, content_type="application/json")
         resp = web.StreamResponse(status=script.status, headers={"Content-Type": "text/event-stream"})
@@ -208,6 +216,8 @@ class ProxyProcess:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = None
+    listen: str = "127.0.0.1"  # the proxy's bind address (clients always come in on 127.0.0.1)
+    nofile: int | None = None  # the proxy's open-file limit (soft and hard), as a unit's LimitNOFILE sets it
 
     @property
     def url(self) -> str:
@@ -215,7 +225,9 @@ class ProxyProcess:
 
     def start(self) -> ProxyProcess:
         python = os.environ.get("LLAMAFLEET_PROXY_PYTHON", sys.executable)  # e.g. one with the distro's aiohttp
-        cmd = [python, "-m", "llamafleet_sseproxy", "--listen", f"127.0.0.1:{self.port}"]
+        cmd = [python, "-m", "llamafleet_sseproxy", "--listen", f"{self.listen}:{self.port}"]
+        if self.nofile is not None:  # prlimit sets the limit, then executes the proxy (same process)
+            cmd = ["prlimit", f"--nofile={self.nofile}:{self.nofile}", "--", *cmd]
         cmd += ["--upstream", self.upstream, "--poll-interval", "0.5", *self.args]
         env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT)}  # as the unit runs it: no generators/ in reach
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 - read back and closed by stop()

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from llamafleet_sseproxy.server import ProxyConfig, serve
@@ -27,6 +28,25 @@ def positive(value: str) -> float:
     return number
 
 
+def count(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"wants a positive whole number, got {value!r}")
+    return number
+
+
+def read_key(path: str) -> str:
+    """The API key: the file's first line (llama-server's --api-key-file takes the same file)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"llamafleet_sseproxy: --api-key-file {path}: {exc.__class__.__name__}: {exc}") from None
+    key = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if not key:
+        raise SystemExit(f"llamafleet_sseproxy: --api-key-file {path}: the file holds no key")
+    return key
+
+
 def parse_args(argv: list[str]) -> ProxyConfig:
     p = argparse.ArgumentParser(prog="python3 -m llamafleet_sseproxy", description=__doc__)
     p.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8080), help="HOST:PORT the agents use")
@@ -36,7 +56,14 @@ def parse_args(argv: list[str]) -> ProxyConfig:
     p.add_argument("--wait-timeout", type=positive, default=120.0, help="seconds a request waits for the upstream")
     p.add_argument("--health-path", default="/health", help="the upstream's readiness endpoint")
     p.add_argument("--poll-interval", type=positive, default=2.0, help="seconds between /health checks when ready")
-    p.add_argument("--max-body", type=int, default=64 << 20, help="largest request body in bytes")
+    p.add_argument("--max-body", type=count, default=16 << 20, help="largest request body in bytes (413 beyond)")
+    p.add_argument("--api-key-file", help="file holding the API key every request must carry (read at start)")
+    p.add_argument("--max-concurrent", type=count, default=64, help="requests in flight (503 beyond)")
+    p.add_argument("--max-connections", type=count, default=1024, help="open client connections")
+    p.add_argument("--idle-timeout", type=positive, default=30.0, help="seconds an idle client connection is kept")
+    p.add_argument(
+        "--upstream-keepalive", type=positive, default=2.0, help="seconds an idle upstream connection is kept"
+    )
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     a = p.parse_args(argv)
     logging.basicConfig(level=a.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -51,6 +78,11 @@ def parse_args(argv: list[str]) -> ProxyConfig:
         health_path=a.health_path,
         poll_ready=a.poll_interval,
         max_body=a.max_body,
+        api_key=read_key(a.api_key_file) if a.api_key_file else None,
+        max_concurrent=a.max_concurrent,
+        max_connections=a.max_connections,
+        idle_timeout=a.idle_timeout,
+        upstream_keepalive=a.upstream_keepalive,
     )
 
 

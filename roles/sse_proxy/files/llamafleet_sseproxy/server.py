@@ -6,9 +6,20 @@ completion (``POST /v1/chat/completions`` with ``"stream": true``), whose events
 
 Zero-drop restarts: a monitor polls the upstream's ``/health``. While it is not 200 (llama-server stopped,
 restarting, loading its model), new requests wait for it, up to ``wait_timeout`` seconds, instead of failing. A
-request the upstream refuses, drops before answering, or answers 503 is retried the same way (llama-server
-has no side effects to repeat). A stream that breaks after it started ends with an OpenAI-style error event
-and ``data: [DONE]``. ``GET /proxy/health`` reports the upstream's state (200 when it is ready, else 503).
+request is sent again only when it never reached the upstream (the connection was refused) or the upstream
+answered 503 (loading): one whose connection drops once it was sent is never replayed (a request that crashes
+llama-server must not crash it again), the client gets a 502. A stream that breaks after it started ends with
+an OpenAI-style error event and ``data: [DONE]``. ``GET /proxy/health`` reports the upstream's state (200 when
+it is ready, else 503); on a bind beyond loopback only to a client holding the API key.
+
+Under abuse: with an API key (``api_key``) every request but the upstream's own ``/health`` needs
+``Authorization: Bearer <key>``, checked (in constant time) before the body is read; at most
+``max_concurrent`` requests are in flight (503 beyond), ``max_connections`` client connections are open (the
+longest-idle one is closed to make room, a new one is refused with 503 when none is idle), bodies are capped
+(413), header lines and counts too (aiohttp's parser answers 400), and a connection idle for ``idle_timeout``
+seconds (before its first request or between requests) is closed. Upstream connections are pooled (kept alive
+for ``upstream_keepalive`` seconds, shorter than llama-server's own keep-alive, so the proxy is the side that
+closes them and a request never meets a connection the upstream is closing).
 
 Only aiohttp and the standard library are imported: the package is installed on hosts on its own.
 """
@@ -17,9 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import hmac
 import inspect
+import ipaddress
 import json
 import logging
+import resource
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -53,6 +68,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 UPSTREAM_ERRORS = (aiohttp.ClientError, TimeoutError, ConnectionError)
+# the upstream's readiness endpoints stay open without a key (llama-server itself exempts them)
+PUBLIC_PATHS = frozenset({"/health", "/v1/health"})
+FD_RESERVE = 32  # descriptors kept free for the listening socket, the monitor, logs and the event loop
 
 
 @dataclass(frozen=True)
@@ -68,8 +86,25 @@ class ProxyConfig:
     health_path: str = "/health"
     poll_ready: float = 2.0  # /health polling while the upstream is ready
     poll_down: float = 0.2  # ... and while it is not
-    max_body: int = 64 << 20
+    max_body: int = 16 << 20
     max_event_bytes: int = 1 << 20
+    api_key: str | None = None  # when set, requests need "Authorization: Bearer <api_key>"
+    max_concurrent: int = 64  # requests in flight; 503 beyond
+    max_connections: int = 1024  # open client connections (lowered to what RLIMIT_NOFILE allows)
+    idle_timeout: float = 30.0  # seconds a client connection may sit without a request in flight
+    upstream_keepalive: float = 2.0  # seconds an idle pooled upstream connection is kept
+    max_line_size: int = 8190  # request line and each header line, bytes
+    max_headers: int = 100  # header fields per request
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the proxy listens on loopback only (then /proxy/health tells everything to anyone)."""
+        if self.listen_host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.listen_host).is_loopback
+        except ValueError:
+            return False
 
     def rechunk_options(self) -> RechunkOptions:
         return RechunkOptions(
@@ -171,47 +206,227 @@ def forward_headers(headers: Any, drop: frozenset[str] = frozenset()) -> list[tu
     ]
 
 
+def error(status: int, message: str, kind: str, close: bool = False, **headers: str) -> web.Response:
+    """An OpenAI-style error answer; ``close`` ends the connection after it (the body is then never read)."""
+    body = {"error": {"message": message, "type": kind, "code": status}}
+    resp = web.json_response(body, status=status, headers=headers or None)
+    if close:
+        resp.force_close()
+    return resp
+
+
 def unavailable(cfg: ProxyConfig, state: UpstreamState) -> web.Response:
     message = f"upstream {cfg.upstream} not ready after {cfg.wait_timeout:g} s: {state.error or 'unknown'}"
-    body = {"error": {"message": message, "type": "unavailable_error", "code": 503}}
-    return web.json_response(body, status=503)
+    return error(503, message, "unavailable_error")
+
+
+def fd_budget(wanted: int, max_concurrent: int) -> int:
+    """Client connections the open-file limit allows: raise the soft limit to the hard one, keep room for one
+    upstream connection per request in flight and a reserve."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return min(wanted, max(8, soft - FD_RESERVE - 2 * max_concurrent))
+
+
+class ConnectionGuard:
+    """Counts the client connections of one aiohttp server: closes those idle past ``idle_timeout`` (a client
+    that connects and sends nothing, or half a request line, or nothing after its last answer), and keeps their
+    number under ``limit`` by closing the longest-idle one, or refusing the new one when every one is busy."""
+
+    _BODY = b'{"error": {"message": "too many open connections", "type": "unavailable_error", "code": 503}}'
+    REFUSAL = (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        b"Retry-After: 1\r\nContent-Length: " + str(len(_BODY)).encode() + b"\r\n\r\n" + _BODY
+    )
+
+    def __init__(self, limit: int, idle_timeout: float) -> None:
+        self.limit = limit
+        self.idle_timeout = idle_timeout
+        self.idle_since: dict[asyncio.BaseTransport, float] = {}  # open connections; absent while busy
+        self.busy: dict[asyncio.BaseTransport, int] = {}
+        self.refused = 0
+        self.closed_idle = 0
+
+    def attach(self, server: web.Server) -> None:
+        made, lost = server.connection_made, server.connection_lost
+
+        def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+            made(handler, transport)
+            self.opened(transport)
+
+        def connection_lost(handler: Any, exc: BaseException | None = None) -> None:
+            transport = handler.transport
+            self.idle_since.pop(transport, None)
+            self.busy.pop(transport, None)
+            lost(handler, exc)
+
+        server.connection_made = connection_made  # type: ignore[method-assign]
+        server.connection_lost = connection_lost  # type: ignore[method-assign]
+
+    def count(self) -> int:
+        return len(self.idle_since) + len(self.busy)
+
+    def opened(self, transport: asyncio.Transport) -> None:
+        now = asyncio.get_running_loop().time()
+        if self.count() >= self.limit:
+            if self.idle_since:
+                oldest = min(self.idle_since, key=self.idle_since.__getitem__)
+                self.idle_since.pop(oldest)
+                self.closed_idle += 1
+                oldest.close()
+            else:
+                self.refused += 1
+                # answer, half-close, and stop reading: closing now, with the client's request unread, would send
+                # a reset that can overtake the answer; the descriptor goes a second later
+                transport.pause_reading()
+                transport.write(self.REFUSAL)
+                if transport.can_write_eof():
+                    transport.write_eof()
+                asyncio.get_running_loop().call_later(1.0, transport.close)
+                return
+        self.idle_since[transport] = now
+
+    def start(self, transport: asyncio.BaseTransport | None) -> None:
+        if transport is None:
+            return
+        self.idle_since.pop(transport, None)
+        self.busy[transport] = self.busy.get(transport, 0) + 1
+
+    def end(self, transport: asyncio.BaseTransport | None) -> None:
+        if transport is None or transport not in self.busy:
+            return
+        self.busy[transport] -= 1
+        if not self.busy[transport]:
+            del self.busy[transport]
+            if not transport.is_closing():
+                self.idle_since[transport] = asyncio.get_running_loop().time()
+
+    async def sweep(self) -> None:
+        """Close connections idle past the timeout, forever."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(0.05, self.idle_timeout / 4))
+            cutoff = loop.time() - self.idle_timeout
+            for transport in [t for t, since in self.idle_since.items() if since <= cutoff]:
+                self.idle_since.pop(transport, None)
+                self.closed_idle += 1
+                transport.close()
 
 
 class Proxy:
-    """Request handling; one instance per process, holding the upstream session and state."""
+    """Request handling; one instance per process, holding the upstream sessions and state."""
 
-    def __init__(self, cfg: ProxyConfig) -> None:
+    def __init__(self, cfg: ProxyConfig, guard: ConnectionGuard | None = None) -> None:
         self.cfg = cfg
         self.state = UpstreamState()
+        self.guard = guard
         self.session: aiohttp.ClientSession | None = None
         self.base = cfg.upstream.rstrip("/")
+        self.active = 0  # requests in flight
+        self.key = cfg.api_key.encode() if cfg.api_key else None
 
     async def context(self, app: web.Application) -> AsyncIterator[None]:
-        """aiohttp cleanup context: the client session and the health monitor live as long as the app."""
+        """aiohttp cleanup context: the client sessions and the health monitor live as long as the app."""
+        # Requests share a pool of keep-alive connections, each closed after upstream_keepalive idle seconds:
+        # before llama-server's own keep-alive gives up on it (so no request meets a connection being closed),
+        # and soon after traffic stops (llama-server's shutdown waits for open connections).
         self.session = aiohttp.ClientSession(
-            # No idle keep-alive connections to the upstream: llama-server's shutdown waits for open
-            # connections, so a pooled one held a `systemctl restart` until SIGKILL (30 s, bench/restart_window.py).
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, force_close=True),
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, keepalive_timeout=self.cfg.upstream_keepalive),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             auto_decompress=False,  # bodies pass through as the upstream encoded them
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        task = asyncio.ensure_future(monitor(self.session, self.cfg, self.state))
+        # The monitor opens a connection per check: a pooled one, used every poll, would never go idle, and
+        # would hold llama-server's shutdown (bench/restart_window.py measured 30 s until SIGKILL).
+        probes = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, force_close=True),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        tasks = [asyncio.ensure_future(monitor(probes, self.cfg, self.state))]
+        if self.guard is not None:
+            tasks.append(asyncio.ensure_future(self.guard.sweep()))
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.session.close()
+        await probes.close()
+
+    def authorized(self, request: web.Request) -> bool:
+        """Whether the request carries the key (always true without one); compared in constant time."""
+        if self.key is None:
+            return True
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key)
 
     async def health(self, request: web.Request) -> web.Response:
+        ready = self.state.ready.is_set()
+        if not self.cfg.loopback and (self.key is None or not self.authorized(request)):
+            return web.json_response({"proxy": "ok"}, status=200 if ready else 503)
         loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # "uvloop" or "asyncio"
         report = {"proxy": "ok", "event_loop": loop, **self.state.report(self.cfg.upstream)}
-        return web.json_response(report, status=200 if self.state.ready.is_set() else 503)
+        report["active_requests"] = self.active
+        if self.guard is not None:
+            report["connections"] = self.guard.count()
+            report["connection_limit"] = self.guard.limit
+            report["refused_connections"] = self.guard.refused
+        return web.json_response(report, status=200 if ready else 503)
+
+    def admission(self, request: web.Request) -> web.Response | None:
+        """The refusal a request gets from its headers alone (key, announced size), or None to go on."""
+        if request.path == HEALTH_PATH and request.method in ("GET", "HEAD"):
+            return None
+        if not (request.path in PUBLIC_PATHS and request.method in ("GET", "HEAD")) and not self.authorized(request):
+            auth = {"WWW-Authenticate": "Bearer"}
+            return error(401, "invalid or missing API key", "authentication_error", close=True, **auth)
+        if request.content_length is not None and request.content_length > self.cfg.max_body:
+            message = f"request body of {request.content_length} bytes is over the limit of {self.cfg.max_body}"
+            return error(413, message, "invalid_request_error", close=True)
+        return None
+
+    async def expect(self, request: web.Request) -> web.Response | None:
+        """``Expect: 100-continue``: the client waits for a go before sending its body; refuse it first."""
+        refusal = self.admission(request)
+        if refusal is not None:
+            return refusal
+        if request.version == aiohttp.HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the answer proper has not started
+        return None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == HEALTH_PATH and request.method in ("GET", "HEAD"):
             return await self.health(request)
-        body = await request.read()
+        refusal = self.admission(request)
+        if refusal is not None:
+            return refusal
+        if self.active >= self.cfg.max_concurrent:
+            message = f"{self.active} requests in flight, the limit is {self.cfg.max_concurrent}"
+            return error(503, message, "unavailable_error", close=True, **{"Retry-After": "1"})
+        self.active += 1
+        transport = request.transport
+        if self.guard is not None:
+            self.guard.start(transport)
+        try:
+            return await self.forward(request)
+        finally:
+            self.active -= 1
+            if self.guard is not None:
+                self.guard.end(transport)
+
+    async def forward(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return error(
+                413, f"request body over the limit of {self.cfg.max_body} bytes", "invalid_request_error", True
+            )
         rechunk = wants_stream(request.method, request.path, body)
         # the body is already read: the upstream must not be asked to say "100 Continue" again
         drop = frozenset({"expect", "accept-encoding"} if rechunk else {"expect"})
@@ -222,7 +437,7 @@ class Proxy:
         deadline = loop.time() + self.cfg.wait_timeout
         attempt = 0
         while True:
-            if attempt:  # the last try failed: wait a moment, and never past the deadline
+            if attempt:  # the last try never reached the upstream: wait a moment, and never past the deadline
                 self.state.retries += 1
                 await asyncio.sleep(min(self.cfg.poll_down, max(0.0, deadline - loop.time())))
                 if loop.time() >= deadline:
@@ -239,27 +454,31 @@ class Proxy:
                     allow_redirects=False,
                     skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
                 )
-            except UPSTREAM_ERRORS as exc:  # refused, or dropped before it answered: safe to send again
+            except aiohttp.ClientConnectorError as exc:  # refused: nothing was sent, safe to send again
                 self.state.mark_down(f"{type(exc).__name__}: {exc}")
                 continue
+            except UPSTREAM_ERRORS as exc:  # sent, then dropped: never replayed (it may be what broke it)
+                self.state.mark_down(f"{type(exc).__name__}: {exc}")
+                if getattr(exc, "errno", None) in (errno.ECONNRESET, errno.EPIPE):
+                    # ... except a reset before any answer: the upstream closed with our request unread (a socket
+                    # closed with nothing unread sends a FIN: "server disconnected"), e.g. a pooled connection of
+                    # a llama-server just killed. It never read the request: safe to send again.
+                    continue
+                message = f"upstream connection lost before it answered ({type(exc).__name__}); not sent again"
+                log.warning("%s %s: %s", request.method, request.path, message)
+                return error(502, message, "upstream_error")
             if resp.status == 503 and loop.time() < deadline:  # llama-server loading its model
                 resp.close()
                 self.state.mark_down("upstream answered 503")
                 continue
             async with resp:
-                out = await self.relay(request, resp, rechunk)
-            if out is not None:
-                return out
-            # the upstream broke before the client got a byte: nothing is lost by asking again
+                return await self.relay(request, resp, rechunk)
 
-    async def relay(
-        self, request: web.Request, resp: aiohttp.ClientResponse, rechunk: bool
-    ) -> web.StreamResponse | None:
+    async def relay(self, request: web.Request, resp: aiohttp.ClientResponse, rechunk: bool) -> web.StreamResponse:
         """Send the upstream's answer on as it arrives; re-chunk a streamed chat completion.
 
         Other event streams are only framed (sent on whole events, bytes unchanged), so that one that breaks can
-        still end with a clean error event. The client's response starts with the first bytes it gets: until
-        then an upstream that breaks costs nothing, and ``None`` tells the caller to ask again.
+        still end with a clean error event. A plain answer that breaks before its first byte is a 502.
         """
         event_stream = resp.headers.get("Content-Type", "").startswith("text/event-stream")
         framed = resp.status == 200 and event_stream and "Content-Encoding" not in resp.headers
@@ -274,9 +493,14 @@ class Proxy:
                 try:
                     chunk = await resp.content.readany()
                 except UPSTREAM_ERRORS as exc:
-                    if not out.prepared:
+                    if not out.prepared and framer is None:
+                        self.state.broken_streams += 1
                         self.state.mark_down(f"upstream broke before answering ({type(exc).__name__}: {exc})")
-                        return None
+                        return error(
+                            502, f"upstream connection lost mid-answer ({type(exc).__name__})", "upstream_error"
+                        )
+                    if not out.prepared:
+                        await out.prepare(request)
                     await self.broken(request, out, framer, exc)
                     return out
                 if not chunk:
@@ -314,28 +538,56 @@ class Proxy:
         await out.write_eof()
 
 
-def build_app(cfg: ProxyConfig) -> web.Application:
-    proxy = Proxy(cfg)
-    app = web.Application(client_max_size=cfg.max_body)
+@web.middleware
+async def origin_form(request: web.Request, handler: Any) -> web.StreamResponse:
+    """400 for a request target that is not a path (absolute-form, as sent to a forward proxy; authority-form, as
+    CONNECT sends; ``*``): before routing, which would answer 404, or build an upstream URL from it."""
+    if not request.raw_path.startswith("/") or request.method == "CONNECT":
+        return error(400, "request target must be a path (origin-form)", "invalid_request_error", close=True)
+    return await handler(request)
+
+
+def build_app(cfg: ProxyConfig, guard: ConnectionGuard | None = None) -> web.Application:
+    proxy = Proxy(cfg, guard)
+    app = web.Application(client_max_size=cfg.max_body, middlewares=[origin_form])
     app.cleanup_ctx.append(proxy.context)
-    app.router.add_route("*", "/{tail:.*}", proxy.handle)
+    app.router.add_route("*", "/{tail:.*}", proxy.handle, expect_handler=proxy.expect)
     return app
 
 
-def make_runner(app: web.Application) -> web.AppRunner:
-    """A runner that cancels a handler when its client disconnects (what aiohttp before 3.9 always does)."""
+def make_runner(app: web.Application, cfg: ProxyConfig) -> web.AppRunner:
+    """A runner that cancels a handler when its client disconnects (what aiohttp before 3.9 always does), with
+    the idle timeout and the header limits."""
+    kwargs: dict[str, Any] = {
+        "access_log": None,
+        "keepalive_timeout": cfg.idle_timeout,
+        "max_line_size": cfg.max_line_size,
+        "max_field_size": cfg.max_line_size,
+        "max_headers": cfg.max_headers,
+    }
     if "handler_cancellation" in inspect.signature(web.Server.__init__).parameters:
-        return web.AppRunner(app, handler_cancellation=True, access_log=None)
-    return web.AppRunner(app, access_log=None)
+        kwargs["handler_cancellation"] = True
+    return web.AppRunner(app, **kwargs)
 
 
 async def serve(cfg: ProxyConfig, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT when none is given)."""
-    runner = make_runner(build_app(cfg))
+    guard = ConnectionGuard(fd_budget(cfg.max_connections, cfg.max_concurrent), cfg.idle_timeout)
+    runner = make_runner(build_app(cfg, guard), cfg)
     await runner.setup()
-    site = web.TCPSite(runner, cfg.listen_host, cfg.listen_port)
+    assert runner.server is not None
+    guard.attach(runner.server)
+    site = web.TCPSite(runner, cfg.listen_host, cfg.listen_port, backlog=1024)
     await site.start()
-    log.info("listening on %s:%s, upstream %s", cfg.listen_host, cfg.listen_port, cfg.upstream)
+    log.info(
+        "listening on %s:%s, upstream %s, %s; at most %d connections, %d requests in flight",
+        cfg.listen_host,
+        cfg.listen_port,
+        cfg.upstream,
+        "API key required" if cfg.api_key else "no API key",
+        guard.limit,
+        cfg.max_concurrent,
+    )
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

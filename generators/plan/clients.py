@@ -83,8 +83,9 @@ class ClientsPlan:
 
     @property
     def keys(self) -> tuple[ClientKey, ...]:
-        """The keys the clients need, once each (chat first)."""
-        found = [e.key for e in (self.chat, self.autocomplete) if e is not None and e.key is not None]
+        """The keys the clients need, once each (chat first; autocomplete only Continue uses)."""
+        used = (self.chat, self.autocomplete if self.enabled("continue") else None)
+        found = [e.key for e in used if e is not None and e.key is not None]
         return tuple(k for i, k in enumerate(found) if k not in found[:i])
 
     @property

@@ -93,6 +93,7 @@ def play(tmp_path: Path, text: str, extra: dict[str, Any], *args: str) -> subpro
         "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_STDOUT_CALLBACK": "default",
+        "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
         "PYTHONPATH": str(ROOT),
     }
     playbook = Path(sys.executable).parent / "ansible-playbook"
@@ -202,7 +203,9 @@ def test_nothing_secret_reaches_the_output_at_vvv_and_check_diff_names_the_chang
     out = check.stdout + check.stderr
     assert check.returncode == 0, out
     assert SERVER_KEY not in out and USER_KEY not in out
-    assert "'added': ['$schema', 'model', 'tools']" in out and "'changed': ['provider']" in out  # what, redacted
+    compact = re.sub(r"\s+", "", out)  # the callback pretty-prints the summary
+    assert '"added":["$schema","model","tools"],"changed":["provider"]' in compact  # what would change, by key
+    assert '"removed":[]' in compact and '"baseURL":"http://127.0.0.1:8080/v1"' in compact
     assert "<redacted>" in out and json.loads(opencode.read_text())["theme"] == "x"  # check mode wrote nothing
 
     done = play(tmp_path, CLIENTS_PLAY, extra, "-vvv", "--diff")

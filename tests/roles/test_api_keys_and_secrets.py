@@ -28,6 +28,7 @@ from pathlib import Path as _Path
 from typing import Any
 
 import pytest
+import yaml
 
 _sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))  # tests/hostsupport.py (--import-mode=importlib)
 from hostsupport import ROOT, raw_vars
@@ -79,14 +80,22 @@ def rendered(tmp_path: Path, key_file: Path, port: int = 8080) -> dict[str, Any]
     data["llamafleet"]["servers"][0]["api_key_file"] = str(key_file)
     data["llamafleet"]["servers"][0]["port"] = port
     data["llamafleet"]["clients"] = {"user": "root", "home": str(tmp_path / "home"), "opencode": {"tools": "lite"},
-                                     "claude_code": {}}
+                                     "claude_code": {}, "continue": {}}
     files, manifest = render_plan(plan_hostvars(HOST, data))
     return {"files": {f.path: {"content": f.content, "mode": f.mode} for f in files}, "manifest": manifest}
 
 
+class _UnsafeDumper(yaml.SafeDumper):
+    """Every string tagged !unsafe: the rendered data reaches the roles untemplated, as the preflight role's
+    registered result does (Continue's ${{ secrets.NAME }} is not Jinja)."""
+
+
+_UnsafeDumper.add_representer(str, lambda d, v: d.represent_scalar("!unsafe", v))
+
+
 def play(tmp_path: Path, text: str, extra: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "play.yml").write_text(text)
-    (tmp_path / "vars.json").write_text(json.dumps(extra))
+    (tmp_path / "vars.yml").write_text(yaml.dump(extra, Dumper=_UnsafeDumper))
     env = {
         **os.environ,
         "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
@@ -98,7 +107,7 @@ def play(tmp_path: Path, text: str, extra: dict[str, Any], *args: str) -> subpro
     }
     playbook = Path(sys.executable).parent / "ansible-playbook"
     return subprocess.run(
-        [str(playbook), "-i", "localhost,", str(tmp_path / "play.yml"), "-e", f"@{tmp_path / 'vars.json'}",
+        [str(playbook), "-i", "localhost,", str(tmp_path / "play.yml"), "-e", f"@{tmp_path / 'vars.yml'}",
          "-e", f"ansible_python_interpreter={sys.executable}", *args],
         capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=600,
     )
@@ -228,6 +237,10 @@ def test_nothing_secret_reaches_the_output_at_vvv_and_check_diff_names_the_chang
     claude = json.loads((home / ".claude/settings.json").read_text())
     assert claude["apiKeyHelper"] == f"cat {copy_}" and "ANTHROPIC_AUTH_TOKEN" not in claude["env"]
     assert SERVER_KEY not in opencode.read_text() + (home / ".claude/settings.json").read_text()
+    cont = (home / ".continue/config.yaml").read_text()
+    assert "apiKey: ${{ secrets.LLAMAFLEET_MAIN_API_KEY }}" in cont and SERVER_KEY not in cont
+    dotenv = home / ".continue/.env"
+    assert dotenv.read_text() == f"LLAMAFLEET_MAIN_API_KEY={SERVER_KEY}\n" and oct(dotenv.stat().st_mode & 0o777) == "0o600"
 
     again = play(tmp_path, CLIENTS_PLAY, extra)
     assert again.returncode == 0 and "changed=0" in recap(again.stdout), again.stdout

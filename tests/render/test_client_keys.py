@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import copy
 import json
-import sys as _sys
-from pathlib import Path as _Path
 from typing import Any
 
 import pytest
 import yaml
 
-_sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))  # tests/hostsupport.py (--import-mode=importlib)
 from hostsupport import raw_vars
 
 from generators.merge import REDACTED, MergeError, changes, merge_text, parse, redact

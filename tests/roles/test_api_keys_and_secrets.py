@@ -18,19 +18,16 @@ import re
 import socket
 import subprocess
 import sys
-import sys as _sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from pathlib import Path as _Path
 from typing import Any
 
 import pytest
 import yaml
 
-_sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))  # tests/hostsupport.py (--import-mode=importlib)
 from hostsupport import ROOT, raw_vars
 
 from generators.pipeline import plan_hostvars, render_plan

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, TypedDict
 
 from generators.plan.builds import BuildPlan
+from generators.plan.clients import ClientsPlan
 from generators.plan.host import HostPlan, ProxyPlan
 from generators.plan.layout import MANIFEST_PATH, SSE_PROXY_UNIT
 from generators.plan.servers import ServerPlan
@@ -219,7 +220,25 @@ class ClientFileEntry(TypedDict):
     keep_user: list[str]
 
 
-class ClientsEntry(TypedDict):
+class ClientKeyEntry(TypedDict):
+    #: the server whose key this is
+    server: str
+    #: the server's api_key_file on the host (the service user's, mode 0600)
+    source: str
+    #: the login user's copy (mode 0600), the file the client configs reference
+    dest: str
+    #: the secret's name in Continue's ~/.continue/.env
+    env: str
+
+
+class ClientKeysEntry(TypedDict, total=False):
+    #: the keys of the servers the clients use that have an api_key_file (absent when none has one)
+    keys: list[ClientKeyEntry]
+    #: Continue's secrets file, where each key's ``env`` line goes (absent without keys; None without Continue)
+    continue_env: str | None
+
+
+class ClientsEntry(ClientKeysEntry, TypedDict):
     #: the login user whose clients are configured
     user: str
     #: that user's home
@@ -389,6 +408,16 @@ def _sse_proxy(proxy: ProxyPlan | None) -> SseProxyEntry | None:
     }
 
 
+def _client_keys(clients: ClientsPlan) -> dict[str, Any]:
+    """The clients' keys, only when a server they use has one (hosts without keys keep their manifest as it was)."""
+    if not clients.keys:
+        return {}
+    return {
+        "keys": [{"server": k.server, "source": k.source, "dest": k.dest, "env": k.env} for k in clients.keys],
+        "continue_env": clients.continue_env,
+    }
+
+
 def _rendered_paths(manifest: Manifest) -> list[str]:
     paths = [b["render_path"] for b in manifest["llamacpp"]["builds"]] if manifest["llamacpp"] else []
     if manifest["ollama"] is not None:
@@ -451,6 +480,7 @@ def build_manifest(plan: HostPlan, files: Sequence[RenderedFile]) -> Manifest:
                 }
                 for f in plan.clients.files
             ],
+            **_client_keys(plan.clients),
         },
         "hub": None if plan.hub is None else {"token_file": plan.hub.token_file, "endpoint": plan.hub.endpoint},
         "sse_proxy": _sse_proxy(plan.proxy),

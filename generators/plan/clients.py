@@ -3,6 +3,9 @@
 :mod:`generators.render.clients` writes llamafleet's *part* of each client's config from this plan;
 ``roles/agent_clients`` merges it into the login user's existing file (:mod:`generators.merge`), keeping the
 user's other settings.
+
+A server with an ``api_key_file`` gets a :class:`ClientKey`: the role copies the key (readable by the service user
+only) to a file of the login user's own, and every config names that copy or a secret, never the key itself.
 """
 
 from __future__ import annotations
@@ -15,6 +18,23 @@ from generators.spec import Host
 from generators.spec.types import http_url
 
 OUTPUT_CAP = 32768
+KEYS_DIR = ".config/llamafleet/keys"  # under the login user's home: the copies of the servers' keys
+CONTINUE_ENV = ".continue/.env"  # Continue resolves ${{ secrets.NAME }} from here
+
+
+@dataclass(frozen=True)
+class ClientKey:
+    """A server's API key as the login user's clients reach it."""
+
+    server: str
+    source: str  # the server's api_key_file (owned by the service user, mode 0600)
+    dest: str  # the login user's copy (mode 0600), the file configs reference
+    env: str  # the secret's name where a client can only name one (Continue's ~/.continue/.env)
+
+
+def client_key(server: str, source: str, home: str) -> ClientKey:
+    return ClientKey(server, source, f"{home}/{KEYS_DIR}/{server}.key",
+                     f"LLAMAFLEET_{server.upper().replace('-', '_')}_API_KEY")
 
 
 @dataclass(frozen=True)
@@ -27,6 +47,7 @@ class Endpoint:
     label: str
     context: int | None
     vision: bool
+    key: ClientKey | None = None  # None: the server takes any key (clients send a placeholder)
 
     @property
     def openai_base(self) -> str:
@@ -60,6 +81,18 @@ class ClientsPlan:
     opencode_tools: str | None  # lite | full | minimal (None: no OpenCode)
     pi_reasoning: bool
 
+    @property
+    def keys(self) -> tuple[ClientKey, ...]:
+        """The keys the clients need, once each (chat first; autocomplete only Continue uses)."""
+        used = (self.chat, self.autocomplete if self.enabled("continue") else None)
+        found = [e.key for e in used if e is not None and e.key is not None]
+        return tuple(k for i, k in enumerate(found) if k not in found[:i])
+
+    @property
+    def continue_env(self) -> str | None:
+        """Continue's secrets file when Continue is configured and a server has a key."""
+        return f"{self.home}/{CONTINUE_ENV}" if self.enabled("continue") and self.keys else None
+
     def enabled(self, name: str) -> bool:
         return any(f.name == name for f in self.files)
 
@@ -82,7 +115,7 @@ CLIENTS = (  # in the order the files render
 )
 
 
-def _llama_endpoint(plan: ServerPlan) -> Endpoint:
+def _llama_endpoint(plan: ServerPlan, home: str) -> Endpoint:
     server = plan.server
     context: int | None = None
     if isinstance(server.ctx, int):
@@ -95,10 +128,11 @@ def _llama_endpoint(plan: ServerPlan) -> Endpoint:
         label=f"{server.model} (llama.cpp, {server.name})",
         context=context,
         vision=server.mmproj is not None,
+        key=None if server.api_key_file is None else client_key(server.name, server.api_key_file, home),
     )
 
 
-def endpoint(host: Host, servers: tuple[ServerPlan, ...], role: str) -> Endpoint | None:
+def endpoint(host: Host, servers: tuple[ServerPlan, ...], role: str, home: str) -> Endpoint | None:
     """The chat or autocomplete endpoint of a host, if it has one."""
     if host.ollama is not None:
         ollama = host.ollama
@@ -116,7 +150,7 @@ def endpoint(host: Host, servers: tuple[ServerPlan, ...], role: str) -> Endpoint
             vision=False,
         )
     server = next((s for s in servers if s.role == role), None)
-    return None if server is None else _llama_endpoint(server)
+    return None if server is None else _llama_endpoint(server, home)
 
 
 def plan_clients(host: Host, servers: tuple[ServerPlan, ...], layout: Layout) -> ClientsPlan | None:
@@ -137,8 +171,8 @@ def plan_clients(host: Host, servers: tuple[ServerPlan, ...], layout: Layout) ->
         user=layout.client_user,
         home=layout.client_home,
         files=files,
-        chat=endpoint(host, servers, "chat"),
-        autocomplete=endpoint(host, servers, "autocomplete"),
+        chat=endpoint(host, servers, "chat", layout.client_home),
+        autocomplete=endpoint(host, servers, "autocomplete", layout.client_home),
         opencode_tools=None if clients.opencode is None else clients.opencode.tools,
         pi_reasoning=clients.pi is not None and clients.pi.reasoning,
     )

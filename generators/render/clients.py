@@ -2,15 +2,22 @@
 
 Each function returns a fragment; ``roles/agent_clients`` merges it into the login user's existing file with
 :func:`generators.merge.merge_text`, so the user's other settings stay.
+
+A server with an API key is named by reference, never by value (the key sits in the login user's copy,
+:class:`generators.plan.clients.ClientKey`): OpenCode ``{file:...}`` (its config substitution), pi ``!cat ...``
+(a command its ``apiKey`` runs), Claude Code ``apiKeyHelper`` (a command; sent as ``Authorization: Bearer`` and
+``X-Api-Key``, both of which llama-server accepts), Continue ``${{ secrets.NAME }}`` (resolved from
+``~/.continue/.env``, where the role writes the one line ``NAME=<key>``).
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from typing import Any
 
 from generators.merge import dump
-from generators.plan.clients import ClientsPlan, Endpoint
+from generators.plan.clients import ClientKey, ClientsPlan, Endpoint
 
 PROVIDER = "llamafleet"  # our provider/model keys in every client file; the user's own entries are never touched
 PLACEHOLDER_KEY = "sk-local"  # llama-server without --api-key ignores it; clients insist on a non-empty key
@@ -20,6 +27,11 @@ OPENCODE_TOOLS = {
     "lite": {"todowrite": False, "task": False, "skill": False, "webfetch": False},
     "minimal": {n: False for n in ("edit", "write", "grep", "todowrite", "task", "skill", "webfetch")},
 }
+
+
+def _read_key(key: ClientKey) -> str:
+    """A command that prints the key (pi's ``!command``, Claude Code's ``apiKeyHelper``, both run by a shell)."""
+    return f"cat {shlex.quote(key.dest)}"
 
 
 def _chat(plan: ClientsPlan) -> Endpoint:
@@ -42,7 +54,8 @@ def opencode(plan: ClientsPlan) -> dict[str, Any]:
             PROVIDER: {
                 "npm": "@ai-sdk/openai-compatible",
                 "name": f"llamafleet ({chat.engine})",
-                "options": {"baseURL": chat.openai_base, "apiKey": PLACEHOLDER_KEY},
+                "options": {"baseURL": chat.openai_base,
+                            "apiKey": PLACEHOLDER_KEY if chat.key is None else f"{{file:{chat.key.dest}}}"},
                 "models": {chat.model_id: model},
             }
         },
@@ -60,7 +73,7 @@ def pi(plan: ClientsPlan) -> dict[str, Any]:
             PROVIDER: {
                 "baseUrl": chat.openai_base,
                 "api": "openai-completions",
-                "apiKey": PLACEHOLDER_KEY,
+                "apiKey": PLACEHOLDER_KEY if chat.key is None else "!" + _read_key(chat.key),
                 "models": [
                     {
                         "id": chat.model_id,
@@ -89,27 +102,32 @@ def continue_dev(plan: ClientsPlan) -> dict[str, Any]:
         "capabilities": ["tool_use"] + (["image_input"] if chat.vision else []),
     }
     if chat.engine != "ollama":
-        chat_model["apiKey"] = PLACEHOLDER_KEY
+        chat_model["apiKey"] = PLACEHOLDER_KEY if chat.key is None else _continue_secret(chat.key)
     if chat.context:
         chat_model["defaultCompletionOptions"] = {"contextLength": chat.context, "maxTokens": chat.output}
     models.append(chat_model)
     auto = plan.autocomplete
     if auto is not None:
-        models.append(
-            {
-                "name": f"{PROVIDER} autocomplete",
-                "provider": "ollama" if auto.engine == "ollama" else "llama.cpp",
-                "model": auto.model_id,
-                "apiBase": auto.base,
-                "roles": ["autocomplete"],
-            }
-        )
+        auto_model: dict[str, Any] = {
+            "name": f"{PROVIDER} autocomplete",
+            "provider": "ollama" if auto.engine == "ollama" else "llama.cpp",
+            "model": auto.model_id,
+            "apiBase": auto.base,
+            "roles": ["autocomplete"],
+        }
+        if auto.key is not None:
+            auto_model["apiKey"] = _continue_secret(auto.key)
+        models.append(auto_model)
     return {"name": "llamafleet", "version": "1.0.0", "schema": "v1", "models": models}
+
+
+def _continue_secret(key: ClientKey) -> str:
+    return "${{ secrets." + key.env + " }}"
 
 
 def claude_code(plan: ClientsPlan) -> dict[str, Any]:
     chat = _chat(plan)
-    return {
+    config: dict[str, Any] = {
         "env": {
             "ANTHROPIC_BASE_URL": chat.base,  # llama-server (and Ollama) serve Anthropic's /v1/messages here
             "ANTHROPIC_AUTH_TOKEN": PLACEHOLDER_KEY,
@@ -117,6 +135,11 @@ def claude_code(plan: ClientsPlan) -> dict[str, Any]:
             "ANTHROPIC_DEFAULT_HAIKU_MODEL": chat.model_id,
         }
     }
+    if chat.key is not None:
+        # The helper's output is the key; ANTHROPIC_AUTH_TOKEN would win over it, so the merge removes it (null).
+        config["env"]["ANTHROPIC_AUTH_TOKEN"] = None
+        config["apiKeyHelper"] = _read_key(chat.key)
+    return config
 
 
 FRAGMENTS: dict[str, Callable[[ClientsPlan], dict[str, Any]]] = {

@@ -35,8 +35,9 @@ def mismatches(value: object, schema: type, where: str = "manifest") -> list[str
     """Keys of ``value`` that differ from the TypedDict ``schema`` (recursively into nested entries)."""
     assert isinstance(value, dict), where
     hints = typing.get_type_hints(schema)
+    optional = getattr(schema, "__optional_keys__", frozenset())  # total=False keys may be absent
     out = [f"{where}: {key} {'undeclared' if key in value else 'missing'}"
-           for key in sorted(set(value) ^ set(hints))]
+           for key in sorted(set(value) ^ set(hints)) if key in value or key not in optional]
     for key, annotation in hints.items():
         inner = _typed_dict(annotation)
         item = value.get(key)

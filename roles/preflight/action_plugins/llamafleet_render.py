@@ -1,7 +1,8 @@
 """Validate a host's llamafleet description and render its files on the controller.
 
 A thin shim over :func:`generators.pipeline.render_hostvars`: the same code as `python -m generators render`.
-It never touches the host, so every host is checked before any host changes; that includes the memory fit
+``probe`` is the host_facts role's raw output (the host was asked first, read-only); the description is
+merged with it (detected GPUs, distro, toolchain; disagreements fail here). It never touches the host, so every host is checked before any host changes; that includes the memory fit
 of each server's launch (generators.plan.fit.check): one that cannot fit fails here, an unchecked one warns.
 """
 
@@ -24,8 +25,9 @@ class ActionModule(ActionBase):
         host = (task_vars or {}).get("inventory_hostname", "?")
         spec = self._task.args.get("spec")
         hostvars = hostvars_of(None if spec is None else plain(spec), self._task.args.get("build"))
+        probe = self._task.args.get("probe")
         try:
-            rendered = render_hostvars(host, hostvars)
+            rendered = render_hostvars(host, hostvars, probe=None if probe is None else plain(probe))
         except SpecError as exc:
             result.update(failed=True, msg=str(exc), problems=[p.line(host) for p in exc.problems])
             return result

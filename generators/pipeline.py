@@ -69,6 +69,20 @@ def plan_hostvars(name: str, hostvars: dict[str, Any], probe: ProbedFacts | dict
     return plan
 
 
+def check_declared(name: str, hostvars: dict[str, Any]) -> tuple[str, ...] | None:
+    """Everything the description alone can show, before any host is contacted (raises SpecError).
+
+    A host that declares its GPUs (or builds only for the CPU, or runs Ollama) is planned, fit-checked and rendered
+    in full: its warnings are returned. One that leaves its GPUs to the host probe is only parsed and validated
+    here: None, its plan waits for the probe (read-only), which still comes before any change.
+    """
+    spec = parse_host(name, hostvars)
+    cpu_only = spec.llamacpp is None or all(b == "cpu" for b in spec.llamacpp.backends)
+    if not (spec.gpus or cpu_only or spec.engine != "llamacpp"):
+        return None
+    return render_hostvars(name, hostvars).warnings
+
+
 def render_plan(plan: HostPlan) -> tuple[tuple[RenderedFile, ...], Manifest]:
     """The host's files and its manifest (``manifest.json`` last)."""
     files = render_host(plan)

@@ -1,7 +1,8 @@
 """Validate a host's llamafleet description and render its files on the controller.
 
 A thin shim over :func:`generators.pipeline.render_hostvars`: the same code as `python -m generators render`.
-``probe`` is the host_facts role's raw output (the host was asked first, read-only); the description is
+With ``declared_only`` it checks what the description alone can show (in full when the GPUs are declared),
+before any host is contacted. ``probe`` is the host_facts role's raw output (the host was asked first, read-only); the description is
 merged with it (detected GPUs, distro, toolchain; disagreements fail here). It never touches the host, so every host is checked before any host changes; that includes the memory fit
 of each server's launch (generators.plan.fit.check): one that cannot fit fails here, an unchecked one warns.
 """
@@ -12,7 +13,7 @@ from ansible.plugins.action import ActionBase
 
 from generators.errors import SpecError
 from generators.inventory import plain
-from generators.pipeline import hostvars_of, render_hostvars
+from generators.pipeline import check_declared, hostvars_of, render_hostvars
 
 
 class ActionModule(ActionBase):
@@ -27,11 +28,17 @@ class ActionModule(ActionBase):
         hostvars = hostvars_of(None if spec is None else plain(spec), self._task.args.get("build"))
         probe = self._task.args.get("probe")
         try:
+            if self._task.args.get("declared_only"):
+                warnings = check_declared(host, hostvars)
+                if warnings:
+                    result["warnings"] = [*result.get("warnings", []), *warnings]
+                result.update(changed=False, checked_in_full=warnings is not None)
+                return result
             rendered = render_hostvars(host, hostvars, probe=None if probe is None else plain(probe))
         except SpecError as exc:
             result.update(failed=True, msg=str(exc), problems=[p.line(host) for p in exc.problems])
             return result
-        if rendered.warnings:
+        if rendered.warnings and not self._task.args.get("quiet"):
             result["warnings"] = [*result.get("warnings", []), *rendered.warnings]
         result.update(
             changed=False,

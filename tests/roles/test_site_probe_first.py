@@ -66,3 +66,13 @@ def test_declared_distro_that_is_not_the_host_stops_the_run(tmp_path: Path) -> N
     line = f"host here: llamafleet.distro: declared fedora-44, detected {release['ID']}-{release['VERSION_ID']}"
     assert line in result.stdout, result.stdout[-3000:]
     assert not (tmp_path / "manifest.json").exists()
+
+
+def test_existing_system_account_is_refused_before_any_change(tmp_path: Path) -> None:
+    """`daemon` (uid 1) exists on every Debian host: below login.defs' UID_MIN, so preflight stops the run."""
+    uid = __import__("pwd").getpwnam("daemon").pw_uid
+    result = run_site(tmp_path, {**DEMO, "user": "daemon", "distro": None})
+    assert result.returncode != 0
+    assert (f"host here: llamafleet.user: daemon is a system account (uid {uid}, below UID_MIN 1000 of "
+            "/etc/login.defs): name a login user or a new one") in result.stdout, result.stdout[-3000:]
+    assert not (tmp_path / "manifest.json").exists()

@@ -40,8 +40,15 @@ class ActionModule(ActionBase):
             return result
         if rendered.warnings and not self._task.args.get("quiet"):
             result["warnings"] = [*result.get("warnings", []), *rendered.warnings]
+        probe = rendered.facts.probe
         result.update(
             changed=False,
+            # what the roles need from the probe: the groups owning /dev/dri/renderD* and /dev/kfd, login.defs
+            host={
+                "probed": probe is not None,
+                "device_groups": [] if probe is None else [g for g in probe.device_groups if not g.startswith("gid ")],
+                "uid_min": 1000 if probe is None or probe.uid_min is None else probe.uid_min,
+            },
             rendered={
                 "files": {f.path: {"content": f.content, "mode": f.mode} for f in rendered.files},
                 "manifest": self._loader.load(rendered.files[-1].content),

@@ -56,8 +56,19 @@ def write_atomic(root: Path, item: RenderedFile) -> None:
 # --- render ---------------------------------------------------------------------------------------------------
 
 
+def read_facts_file(host: str, path: str | None) -> Any:
+    """A recorded host probe (``raw.json``: the host_facts module's ``raw``), or None."""
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise SpecError(host, [Problem("--facts", f"{path}: {exc}")]) from None
+
+
 def cmd_render(args: argparse.Namespace) -> int:
-    rendered = render_hostvars(args.host, host_vars(args.inventory, args.host))  # everything before any write
+    probe = read_facts_file(args.host, args.facts)
+    rendered = render_hostvars(args.host, host_vars(args.inventory, args.host), probe=probe)  # before any write
     for warning in rendered.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     out = Path(args.out)
@@ -101,7 +112,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if not sep:
             raise SpecError(args.host, [Problem("--gguf", f"{item!r}: expected FILENAME=PATH")])
         local[name] = path
-    plan = plan_hostvars(args.host, host_vars(args.inventory, args.host))
+    plan = plan_hostvars(args.host, host_vars(args.inventory, args.host), read_facts_file(args.host, args.facts))
     results = plan_servers(plan, args.vram_mib, args.ram_mib, args.margin_mib, local, args.launch)
     if args.json:
         print(json.dumps([{k: v for k, v in r.items() if k != "plan"} for r in results], indent=2))
@@ -116,6 +127,7 @@ def _add_fit(sub: Any) -> None:
     p.add_argument("--inventory", required=True, help="inventory directory or file, e.g. inventories/demo")
     p.add_argument("--host", required=True, help="inventory host name")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--facts", metavar="RAW_JSON", help="a recorded host probe (host_facts raw.json) to plan with")
     p.add_argument("--vram-mib", type=int, help="GPU memory to plan for (an APU: its GTT pool); overrides the host")
     p.add_argument("--ram-mib", type=int, help="host RAM to plan for; overrides the host description")
     p.add_argument("--margin-mib", type=int, default=256, help="headroom to keep free on each device (default 256)")
@@ -287,6 +299,9 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("--inventory", required=True, help="inventory directory or file, e.g. inventories/demo")
     render.add_argument("--host", required=True, help="inventory host name")
     render.add_argument("--out", required=True, help="directory to write into (created if absent)")
+    render.add_argument("--facts", metavar="RAW_JSON",
+                        help="a recorded host probe (the host_facts module's raw output, e.g. "
+                             "tests/facts/fixtures/<host>/raw.json): render as if the host had been asked")
     render.set_defaults(func=cmd_render)
     _add_fit(sub)
     _add_catalog(sub)

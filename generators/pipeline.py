@@ -12,6 +12,7 @@ from typing import Any
 
 from generators.errors import Problem, SpecError
 from generators.facts import HostFacts, facts_from_spec
+from generators.facts.probe import ProbedFacts, parse_probe
 from generators.manifest import Manifest, build_manifest, manifest_file
 from generators.plan import HostPlan, plan_host
 from generators.plan.fit.check import check_host_fits
@@ -32,10 +33,55 @@ class Rendered:
     warnings: tuple[str, ...]  # servers whose memory fit could not be checked
 
 
-def plan_hostvars(name: str, hostvars: dict[str, Any]) -> HostPlan:
-    """Validate and plan one host (raises :class:`~generators.errors.SpecError` with every problem)."""
+#: free space each llama.cpp build needs under the cache root (source checkout, build tree, ccache growth): a CUDA
+#: build of b11434 with one architecture takes about 3.5 GiB; 5 GiB leaves room for the install and the log.
+BUILD_FREE_BYTES = 5 * 1024**3
+GIB = 1024**3
+
+
+def probed(name: str, probe: ProbedFacts | dict[str, Any] | None) -> ProbedFacts | None:
+    """The host probe's facts: already parsed, or the module's raw output (parsed here, problems raised)."""
+    if probe is None or isinstance(probe, ProbedFacts):
+        return probe
+    return parse_probe(name, probe)
+
+
+def disk_problems(plan: HostPlan, probe: ProbedFacts | None) -> list[Problem]:
+    """Too little free space where the builds go (BUILD_FREE_BYTES each), measured by the probe."""
+    if probe is None or plan.llamacpp is None:
+        return []
+    free = probe.free_bytes(plan.layout.cache_root)
+    need = BUILD_FREE_BYTES * len(plan.llamacpp.builds)
+    if free is None or free >= need:
+        return []
+    return [Problem("llamafleet.llamacpp", f"{len(plan.llamacpp.builds)} build(s) need {need / GIB:.0f} GiB free "
+                                           f"under {plan.layout.cache_root}, the host has {free / GIB:.1f} GiB")]
+
+
+def plan_hostvars(name: str, hostvars: dict[str, Any], probe: ProbedFacts | dict[str, Any] | None = None) -> HostPlan:
+    """Validate and plan one host (raises :class:`~generators.errors.SpecError` with every problem); ``probe`` is
+    what the host_facts probe read (its raw output or parsed), merged with the description."""
     spec = parse_host(name, hostvars)
-    return plan_host(spec, facts_from_spec(spec, name), name)
+    facts = probed(name, probe)
+    plan = plan_host(spec, facts_from_spec(spec, name, facts), name)
+    problems = disk_problems(plan, facts)
+    if problems:
+        raise SpecError(name, problems)
+    return plan
+
+
+def check_declared(name: str, hostvars: dict[str, Any]) -> tuple[str, ...] | None:
+    """Everything the description alone can show, before any host is contacted (raises SpecError).
+
+    A host that declares its GPUs (or builds only for the CPU, or runs Ollama) is planned, fit-checked and rendered
+    in full: its warnings are returned. One that leaves its GPUs to the host probe is only parsed and validated
+    here: None, its plan waits for the probe (read-only), which still comes before any change.
+    """
+    spec = parse_host(name, hostvars)
+    cpu_only = spec.llamacpp is None or all(b == "cpu" for b in spec.llamacpp.backends)
+    if not (spec.gpus or cpu_only or spec.engine != "llamacpp"):
+        return None
+    return render_hostvars(name, hostvars).warnings
 
 
 def render_plan(plan: HostPlan) -> tuple[tuple[RenderedFile, ...], Manifest]:
@@ -49,10 +95,12 @@ def render_plan(plan: HostPlan) -> tuple[tuple[RenderedFile, ...], Manifest]:
     return (*files, manifest_file(manifest)), manifest
 
 
-def render_hostvars(name: str, hostvars: dict[str, Any], check_fit: bool = True) -> Rendered:
+def render_hostvars(
+    name: str, hostvars: dict[str, Any], check_fit: bool = True, probe: ProbedFacts | dict[str, Any] | None = None
+) -> Rendered:
     """Validate, plan, check each server's memory fit (``check_fit``) and render one host; nothing is returned
-    unless everything is valid."""
-    plan = plan_hostvars(name, hostvars)
+    unless everything is valid. ``probe``: the host_facts probe's output, when the host was asked."""
+    plan = plan_hostvars(name, hostvars, probe)
     warnings = check_host_fits(plan) if check_fit else []  # a launch that cannot fit fails here (SpecError)
     files, manifest = render_plan(plan)
     return Rendered(plan.spec, plan.facts, plan, files, manifest, tuple(warnings))

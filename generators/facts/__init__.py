@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from generators import data
-from generators.facts.toolchain import HostToolchain, from_probe
+from generators.errors import Problem, SpecError
+from generators.facts.probe import ProbedFacts, ProbedGpu
+from generators.facts.toolchain import HostCompiler, HostToolchain, from_probe
 from generators.spec import CudaToolchain, GpuDecl, Host
 from generators.spec.types import GPU_VENDOR_BACKENDS
 
@@ -34,6 +36,7 @@ class Gpu:
     unified: bool
     custom: bool
     quirks: dict[str, Any] = field(default_factory=dict, compare=False)
+    vulkan_index: int | None = field(default=None, compare=False)  # vulkaninfo's GPU<n>, when a probe listed it
 
     @property
     def backends(self) -> tuple[str, ...]:
@@ -84,10 +87,21 @@ class HostFacts:
     distro: DistroFacts | None = None
     cuda_toolchain: HostToolchain | None = None
     ram_mib: int | None = None
+    probe: ProbedFacts | None = field(default=None, compare=False)  # what the host probe read, when it ran
+    toolchain_note: str | None = None  # why there is no cuda_toolchain (the probe ran but found no compiler)
 
     def backend_gpus(self, backend: str) -> tuple[Gpu, ...]:
         """The GPUs one backend sees, in its device order (CUDA0.., Vulkan0.., ROCm0..); none for cpu."""
-        return () if backend == "cpu" else tuple(g for g in self.gpus if backend in g.backends)
+        found = () if backend == "cpu" else tuple(g for g in self.gpus if backend in g.backends)
+        if backend == "vulkan" and found and all(g.vulkan_index is not None for g in found):
+            return tuple(sorted(found, key=lambda g: g.vulkan_index or 0))
+        return found
+
+    def device_index(self, backend: str, gpu: Gpu) -> int:
+        """The GPU's device number under a backend: Vulkan's from the host's own listing when probed."""
+        if backend == "vulkan" and gpu.vulkan_index is not None:
+            return gpu.vulkan_index
+        return self.backend_gpus(backend).index(gpu)
 
     @property
     def available_backends(self) -> tuple[str, ...]:
@@ -137,18 +151,191 @@ def toolchain_probe(toolchain: CudaToolchain) -> dict[str, Any]:
     }
 
 
-def facts_from_spec(host: Host, name: str = "host") -> HostFacts:
-    """The facts the inventory states about a host (until a probe on the host reports them)."""
-    cpp = host.llamacpp
-    toolchain = None
-    if cpp is not None and cpp.cuda_toolchain is not None:
-        toolchain = from_probe(name, toolchain_probe(cpp.cuda_toolchain))
-    return HostFacts(
-        name=name,
-        gpus=tuple(gpu_from_decl(g) for g in host.gpus),
-        distro=None if host.distro is None else distro_facts(host.distro.key),
-        cuda_toolchain=toolchain,
+#: detected VRAM may differ from the declared (or catalogued) size by this fraction: nvidia-smi reports 24564 MiB
+#: for a "24 GB" RTX 4090 and 8188 MiB for an "8 GB" RTX 4060 Laptop; a 16 GB card declared as 24 is caught.
+VRAM_TOLERANCE = 0.10
+GIB = 1024**3
+
+DRIVER_HINTS = {
+    "cuda": (
+        "install the NVIDIA kernel driver (Fedora: akmod-nvidia from RPM Fusion; Debian/Ubuntu: nvidia-driver / "
+        "ubuntu-drivers install; Arch: nvidia) and reboot, then run again"
+    ),
+    "hip": (
+        "load the amdgpu kernel driver with KFD (a kernel >= 6.10 for gfx1151, or ROCm's amdgpu-dkms) and reboot, "
+        "then run again"
+    ),
+}
+
+
+def catalog_key(gpu: ProbedGpu) -> str | None:
+    """The catalog entry of a probed GPU: by PCI id first, else by the name its tools print."""
+    if gpu.pci_id is not None:
+        for key, entry in data.gpus().items():
+            if gpu.pci_id.lower() in (i.lower() for i in entry.get("pci_ids") or ()):
+                return key
+    if gpu.name:
+        return data.find_gpu(gpu.name) or data.find_gpu(gpu.name.replace("(R)", "").replace("(TM)", ""))
+    return None
+
+
+def _probed_label(gpu: ProbedGpu) -> str:
+    key = catalog_key(gpu)
+    vram = f", {gpu.vram_bytes / GIB:.1f} GiB" if gpu.vram_bytes and not gpu.unified else ""
+    return f"{key or gpu.name or 'unknown GPU'} ({gpu.pci_id or gpu.pci_slot or 'no PCI id'}{vram})"
+
+
+def _gpu_from_probe(gpu: ProbedGpu, key: str, vulkan_index: int | None) -> Gpu:
+    base = dict(data.gpus()[key])
+    return Gpu(
+        key=key, display=base.get("display", key), vendor=base["vendor"], vram_gb=base.get("vram_gb"),
+        bandwidth_gbs=float(base["bandwidth_gbs"]), cuda_cc=base.get("cuda_cc") or gpu.compute_capability,
+        gfx=base.get("gfx") or gpu.gfx_target, tensor_cores=bool(base.get("tensor_cores", False)),
+        unified=bool(base.get("unified", False)), custom=False, quirks=dict(base.get("quirks", {})),
+        vulkan_index=vulkan_index,
     )
 
 
-__all__ = ["DistroFacts", "Gpu", "HostFacts", "distro_facts", "facts_from_spec", "gpu_from_decl", "toolchain_probe"]
+def _matches(declared: Gpu, gpu: ProbedGpu) -> bool:
+    key = catalog_key(gpu)
+    if key is not None:
+        return key == declared.key
+    names = {n.lower() for n in (declared.key, declared.display)}
+    return gpu.vendor == declared.vendor and (gpu.name or "").lower() in names | {""}
+
+
+def _merge_gpus(host: Host, probe: ProbedFacts, problems: list[Problem]) -> tuple[Gpu, ...]:
+    """Declared GPUs checked against the detected ones (each must be there, VRAM within tolerance); without a
+    declaration, the detected GPUs, each through the catalog. Vulkan indices come from the host's listing."""
+    detected = list(probe.gpus)
+    seen = ", ".join(_probed_label(g) for g in detected) or "no GPU"
+    if not host.gpus:
+        out = []
+        for gpu in detected:
+            key = catalog_key(gpu)
+            if key is None:
+                problems.append(Problem("llamafleet.gpus", f"detected {_probed_label(gpu)} is not in the GPU catalog: "
+                                                           f"{data.CUSTOM_GPU_HINT}"))
+                continue
+            out.append(_gpu_from_probe(gpu, key, probe.vulkan_index(gpu)))
+        return tuple(out)
+    out, used = [], set()
+    for i, decl in enumerate(host.gpus):
+        declared = gpu_from_decl(decl)
+        match = next((j for j, g in enumerate(detected) if j not in used and _matches(declared, g)), None)
+        field_name = f"llamafleet.gpus[{i}]"
+        if match is None:
+            problems.append(Problem(field_name, f"declared {declared.key}, detected {seen}"))
+            continue
+        used.add(match)
+        gpu = detected[match]
+        if declared.vram_gb and not declared.unified and gpu.vram_bytes and not gpu.unified:
+            have = gpu.vram_bytes / GIB
+            if abs(have - declared.vram_gb) > VRAM_TOLERANCE * declared.vram_gb:
+                problems.append(Problem(field_name, f"declared {declared.key} with {declared.vram_gb:g} GB VRAM, "
+                                                    f"detected {have:.1f} GiB"))
+        out.append((match, Gpu(**{**declared.__dict__, "vulkan_index": probe.vulkan_index(gpu)})))
+    return tuple(g for _, g in sorted(out, key=lambda pair: pair[0]))
+
+
+def detected_distro_key(probe: ProbedFacts) -> str | None:
+    """The distro table's row for what os-release says: ``<id>-<version>``, else ``<id>`` (rolling releases)."""
+    table = data.distros()
+    d = probe.distro
+    for key in (f"{d.id}-{d.version_id}" if d.version_id else None, d.id):
+        if key is not None and key in table:
+            return key
+    return None
+
+
+def _distro(host: Host, probe: ProbedFacts | None, problems: list[Problem]) -> DistroFacts | None:
+    if probe is None:
+        return None if host.distro is None else distro_facts(host.distro.key)
+    found = detected_distro_key(probe)
+    said = f"{probe.distro.id}{'-' + probe.distro.version_id if probe.distro.version_id else ''}"
+    if host.distro is not None:
+        declared = host.distro.key
+        if found != declared and not (host.distro.version is None and probe.distro.id == host.distro.name):
+            problems.append(Problem("llamafleet.distro", f"declared {declared}, detected {said}"))
+        return distro_facts(declared)
+    if found is None:
+        if host.engine == "llamacpp":
+            known = ", ".join(sorted(data.distros()))
+            problems.append(Problem("llamafleet.distro", f"detected {said}, which generators/data/distros.yaml does "
+                                                         f"not list (known: {known})"))
+        return None
+    return distro_facts(found)
+
+
+def _probed_toolchain(name: str, probe: ProbedFacts) -> tuple[HostToolchain | None, str | None]:
+    tc = probe.toolchain
+    if tc.gcc is None or tc.glibc is None:
+        return None, (
+            "the host probe found no " + ("GCC" if tc.gcc is None else "glibc version")
+            + " yet (build_deps installs the compilers): building with the distro's nvcc and the system GCC"
+        )
+    driver = next((g.driver_version for g in probe.gpus if g.driver_version is not None), None)
+    return HostToolchain(
+        host=name,
+        gcc=HostCompiler(tc.gcc, tc.gxx_path or "g++"),
+        glibc=tc.glibc,
+        nvcc=tc.nvcc,
+        alt_gccs=tuple(HostCompiler(a.version, a.cxx) for a in tc.alternates if a.cxx),
+        driver=driver,
+    ), None
+
+
+def _driver_problems(host: Host, probe: ProbedFacts) -> list[Problem]:
+    """A backend whose kernel driver is missing: CUDA without a working nvidia-smi, HIP without /dev/kfd."""
+    if host.llamacpp is None:
+        return []
+    out = []
+    backends = host.llamacpp.backends
+    fields = {host.llamacpp.backend: "backend", **{b: "also_build" for b in host.llamacpp.also_build}}
+    if "cuda" in backends:
+        failed = next((f for f in probe.tool_failures if f.tool == "nvidia-smi"), None)
+        if failed is not None or not any(g.nvidia_index is not None for g in probe.gpus):
+            why = f"nvidia-smi failed ({failed.message})" if failed else "nvidia-smi lists no GPU (not installed?)"
+            out.append(Problem(f"llamafleet.llamacpp.{fields['cuda']}", f"cuda needs the NVIDIA kernel driver: {why}; "
+                                                                         f"{DRIVER_HINTS['cuda']}"))
+    if "hip" in backends and not probe.kfd_present:
+        out.append(Problem(f"llamafleet.llamacpp.{fields['hip']}", f"hip needs /dev/kfd, which this host lacks; "
+                                                                    f"{DRIVER_HINTS['hip']}"))
+    return out
+
+
+def facts_from_spec(host: Host, name: str = "host", probe: ProbedFacts | None = None) -> HostFacts:
+    """The host's facts: what the inventory states, merged with what the host probe detected (when it ran).
+
+    With a probe, declared GPUs and distro are checked against the detected ones and undeclared ones are filled
+    in; the CUDA toolchain versions come from the probe unless ``llamacpp.cuda_toolchain`` states them (the
+    declaration wins: it is how a user overrides the plan). Every disagreement is one problem naming the field,
+    all raised together.
+    """
+    cpp = host.llamacpp
+    problems: list[Problem] = []
+    toolchain, note = None, None
+    if cpp is not None and cpp.cuda_toolchain is not None:
+        toolchain = from_probe(name, toolchain_probe(cpp.cuda_toolchain))
+    elif probe is not None:
+        toolchain, note = _probed_toolchain(name, probe)
+    if probe is None:
+        gpus = tuple(gpu_from_decl(g) for g in host.gpus)
+    else:
+        gpus = _merge_gpus(host, probe, problems)
+        problems += _driver_problems(host, probe)
+    distro = _distro(host, probe, problems)
+    if problems:
+        raise SpecError(name, problems)
+    return HostFacts(
+        name=name,
+        gpus=gpus,
+        distro=distro,
+        cuda_toolchain=toolchain,
+        ram_mib=None if probe is None or probe.ram_bytes is None else probe.ram_bytes // 2**20,
+        probe=probe,
+        toolchain_note=note,
+    )
+
+
+__all__ = ["VRAM_TOLERANCE", "DistroFacts", "catalog_key", "detected_distro_key", "Gpu", "HostFacts", "distro_facts", "facts_from_spec", "gpu_from_decl", "toolchain_probe"]

@@ -47,7 +47,7 @@ class BuildPlan:
 def cuda_plan(facts: HostFacts) -> ToolchainPlan:
     """How the host gets CUDA: resolved from its reported toolchain versions, else a native build."""
     if facts.cuda_toolchain is None:
-        return ToolchainPlan("native", (NO_PROBE_REASON,))
+        return ToolchainPlan("native", (facts.toolchain_note or NO_PROBE_REASON,))
     return toolchain.resolve(facts.cuda_toolchain)
 
 

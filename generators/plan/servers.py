@@ -75,16 +75,16 @@ def server_gpu(host: Host, facts: HostFacts, server: Server) -> Gpu | None:
 def device_name(host: Host, facts: HostFacts, gpu: Gpu | None) -> str | None:
     """``Vulkan1``-style device name, only when the backend sees more than one device (else llama.cpp picks it)."""
     gpus = facts.backend_gpus(host.backend)
-    if gpu is None or len(gpus) < 2:
+    if gpu is None or (len(gpus) < 2 and facts.device_index(host.backend, gpu) == 0):
         return None
-    return f"{backends.DEVICE_PREFIX[host.backend]}{gpus.index(gpu)}"
+    return f"{backends.DEVICE_PREFIX[host.backend]}{facts.device_index(host.backend, gpu)}"
 
 
 def expected_device(host: Host, facts: HostFacts, gpu: Gpu | None) -> str | None:
     """The device the server's build must list (``Vulkan1``, ``CUDA0``, ``ROCm0``); None on the CPU backend."""
     if gpu is None:
         return None
-    return backends.expected_device(host.backend, facts.backend_gpus(host.backend).index(gpu))
+    return backends.expected_device(host.backend, facts.device_index(host.backend, gpu))
 
 
 def gpu_layers(host: Host, server: Server) -> str:

@@ -62,6 +62,22 @@ def stream(host, body):
     return json.loads(out.stdout)
 
 
+def test_existing_user_keeps_its_shell_and_comment(host):
+    """prepare.yml made the user a person's login (zsh, a GECOS comment); converge only appends groups."""
+    entry = host.run("getent passwd %s", USER).stdout.strip().split(":")
+    assert entry[6] == "/usr/bin/zsh"
+    assert entry[4] == "Lee Llama,Lab 2,,"
+
+
+def test_user_is_in_the_gpu_device_groups_the_host_has(host):
+    """The groups owning /dev/dri/renderD* and /dev/kfd; a container has none, so then no group is demanded
+    (tests/roles/test_service_user_account.py proves the append on a real account)."""
+    nodes = host.run("sh -c 'ls /dev/dri/renderD* /dev/kfd 2>/dev/null'").stdout.split()
+    wanted = {host.run("stat -c %%G %s", node).stdout.strip() for node in nodes}
+    groups = set(host.run("id -nG %s", USER).stdout.split())
+    assert wanted <= groups
+
+
 def test_user_lingers(host):
     assert host.file(f"/var/lib/systemd/linger/{USER}").exists
 

@@ -1,0 +1,172 @@
+"""The plan each seed host gets from its recorded probe (tests/facts/fixtures), and each bad fact as one line."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from generators.errors import SpecError
+from generators.facts.probe import parse_probe
+from generators.pipeline import BUILD_FREE_BYTES, plan_hostvars, render_hostvars
+
+FIXTURES = Path(__file__).resolve().parents[1] / "facts" / "fixtures"
+GIT = {"git": {"url": "https://github.com/ggml-org/llama.cpp.git", "ref": "b11434"}}
+
+
+def raw(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / name / "raw.json").read_text())
+
+
+def host(backend: str, also: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+    cpp: dict[str, Any] = {"build": 11434, "backend": backend, "source": GIT}
+    if also:
+        cpp["also_build"] = list(also)
+    models = [{"name": "m", "path": "/home/dev/models/m.gguf"}]
+    return {"llamafleet": {"user": "dev", "llamacpp": cpp, "models": models,
+                           "servers": [{"name": "main", "model": "m"}], **extra}}
+
+
+def one_line(exc: pytest.ExceptionInfo[SpecError]) -> str:
+    text = str(exc.value)
+    assert "\n" not in text.strip(), text
+    return text.strip()
+
+
+# -- the seeds, undeclared: everything from the probe ------------------------------------------------------------
+def test_seed000_vulkan_indices_and_cuda_bundle_from_the_probe() -> None:
+    plan = plan_hostvars("t1200", host("vulkan", ("cuda",)), raw("t1200-igpu-laptop"))
+    assert [g.key for g in plan.facts.gpus] == ["intel-uhd-tgl", "t1200-laptop"]
+    assert [g.vulkan_index for g in plan.facts.gpus] == [0, 1]
+    assert plan.facts.distro is not None and plan.facts.distro.key == "fedora-44"
+    assert plan.build("vulkan").expected_device == "Vulkan1"
+    cuda = plan.build("cuda").target.toolchain
+    assert cuda is not None and cuda.kind == "bundle"
+    assert any("system GCC is 16.0.1" in r and "no other installed GCC fits" in r for r in cuda.reasons)
+    assert plan.build("cuda").target.cuda_arch == ("75",)
+
+
+def _compiler(name: str, version: str) -> dict[str, Any]:
+    path = f"/usr/bin/{name}"
+    return {"name": name, "path": path, "realpath": path, "system": False,
+            "version": {"argv": [path, "-dumpfullversion", "-dumpversion"], "rc": 0, "stderr": "",
+                        "stdout": f"{version}\n", "timed_out": False}}
+
+
+def test_seed000_with_an_older_gcc_installed_builds_with_it() -> None:
+    probe = raw("t1200-igpu-laptop")
+    probe["compilers"] += [_compiler("gcc-14", "14.3.1"), _compiler("g++-14", "14.3.1")]
+    plan = plan_hostvars("t1200", host("vulkan", ("cuda",)), probe)
+    cuda = plan.build("cuda").target.toolchain
+    assert cuda is not None and cuda.kind.startswith("alt-gcc") and cuda.host_cxx == "/usr/bin/g++-14", cuda
+
+
+def test_seed004_gets_the_private_header_patch() -> None:
+    plan = plan_hostvars("rtx4060", host("cuda"), raw("rtx4060-laptop-fedora43"))
+    assert [g.key for g in plan.facts.gpus] == ["rtx-4060-laptop"]
+    cuda = plan.build("cuda").target.toolchain
+    assert cuda is not None and cuda.kind == "patch" and cuda.patch_functions
+    assert plan.build("cuda").target.cuda_arch == ("89",)
+
+
+def test_seed001_is_native() -> None:
+    plan = plan_hostvars("rtx4090", host("cuda"), raw("rtx4090-desktop"))
+    cuda = plan.build("cuda").target.toolchain
+    assert [g.key for g in plan.facts.gpus] == ["rtx-4090"]
+    assert cuda is not None and cuda.kind == "native", cuda
+    assert plan.facts.distro is not None and plan.facts.distro.key == "ubuntu-24.04"
+
+
+def test_seed003_strix_halo_vulkan_and_hip() -> None:
+    plan = plan_hostvars("strix", host("vulkan", ("hip",)), raw("strix-halo"))
+    assert [g.key for g in plan.facts.gpus] == ["radeon-8060s"]
+    assert plan.facts.distro is not None and plan.facts.distro.key == "arch"
+    assert plan.build("hip").target.gfx_targets == ("gfx1151",)
+    assert plan.build("vulkan").expected_device == "Vulkan0"
+
+
+@pytest.mark.parametrize(
+    ("inventory_host", "fixture"),
+    [("t1200-laptop", "t1200-igpu-laptop"), ("rtx4060-laptop", "rtx4060-laptop-fedora43"),
+     ("rtx4090", "rtx4090-desktop"), ("strix-halo", "strix-halo")],
+)
+def test_example_hosts_render_with_their_fixture_like_without(inventory_host: str, fixture: str) -> None:
+    """The declared example hosts agree with their recorded probe: the same units and build scripts."""
+    from generators.inventory import host_vars
+
+    hostvars = host_vars(Path(__file__).resolve().parents[2] / "inventories" / "example", inventory_host)
+    declared = render_hostvars(inventory_host, hostvars, check_fit=False)
+    probed = render_hostvars(inventory_host, hostvars, check_fit=False, probe=raw(fixture))
+    same = {f.path: f.content for f in declared.files if f.path != "manifest.json"}
+    other = {f.path: f.content for f in probed.files if f.path != "manifest.json"}
+    assert set(same) == set(other)
+    differing = [p for p in same if same[p] != other[p]]
+    # only a cuda build script may differ: its toolchain plan now comes from the probe instead of "native"
+    assert all(p.startswith("build/") or "build" in p for p in differing), differing
+
+
+# -- bad facts: one line each --------------------------------------------------------------------------------
+def test_declared_gpu_absent() -> None:
+    with pytest.raises(SpecError) as exc:
+        plan_hostvars("box", host("cuda", gpus=["rtx-4090"]), raw("rtx4060-laptop-fedora43"))
+    assert one_line(exc) == ("host box: llamafleet.gpus[0]: declared rtx-4090, detected rtx-4060-laptop "
+                             "(10de:28e0, 8.0 GiB)")
+
+
+def test_declared_vram_differs() -> None:
+    custom = {"name": "rtx-4060-laptop", "vram_gb": 16}
+    with pytest.raises(SpecError) as exc:
+        plan_hostvars("box", host("cuda", gpus=[custom]), raw("rtx4060-laptop-fedora43"))
+    assert one_line(exc) == ("host box: llamafleet.gpus[0]: declared rtx-4060-laptop with 16 GB VRAM, "
+                             "detected 8.0 GiB")
+
+
+def test_declared_distro_differs() -> None:
+    with pytest.raises(SpecError) as exc:
+        plan_hostvars("box", host("cuda", distro={"name": "fedora", "version": "44"}), raw("rtx4060-laptop-fedora43"))
+    assert one_line(exc) == "host box: llamafleet.distro: declared fedora-44, detected fedora-43"
+
+
+def test_cuda_without_a_working_nvidia_smi() -> None:
+    probe = raw("rtx4060-laptop-fedora43")
+    probe["nvidia_smi"] = {**probe["nvidia_smi"], "rc": 9, "stdout": "",
+                           "stderr": "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."}
+    with pytest.raises(SpecError) as exc:
+        plan_hostvars("box", host("cuda"), probe)
+    line = one_line(exc)
+    assert line.startswith("host box: llamafleet.llamacpp.backend: cuda needs the NVIDIA kernel driver: "
+                           "nvidia-smi failed (exit 9: NVIDIA-SMI has failed"), line
+    assert "reboot" in line and "akmod-nvidia" in line
+
+
+def test_hip_without_kfd() -> None:
+    probe = raw("strix-halo")
+    probe["device_nodes"] = [n for n in probe["device_nodes"] if n["path"] != "/dev/kfd"]
+    assert not parse_probe("strix", probe).kfd_present
+    with pytest.raises(SpecError) as exc:
+        plan_hostvars("strix", host("vulkan", ("hip",)), probe)
+    line = one_line(exc)
+    assert line.startswith("host strix: llamafleet.llamacpp.also_build: hip needs /dev/kfd, which this host lacks; ")
+    assert "reboot" in line
+
+
+def test_too_little_disk_for_the_builds() -> None:
+    probe = raw("rtx4090-desktop")
+    for entry in probe["disk"]:
+        entry["free_bytes"] = BUILD_FREE_BYTES - 1
+    with pytest.raises(SpecError) as exc:
+        plan_hostvars("box", host("cuda"), probe)
+    assert one_line(exc) == ("host box: llamafleet.llamacpp: 1 build(s) need 5 GiB free under "
+                             "/var/cache/llamafleet, the host has 5.0 GiB")
+
+
+def test_undeclared_unknown_gpu_names_the_catalog() -> None:
+    probe = copy.deepcopy(raw("rtx4090-desktop"))
+    text = json.dumps(probe).replace("NVIDIA GeForce RTX 4090", "NVIDIA Quadro Z9").replace("10de:2684", "10de:ffff")
+    text = text.replace("0x2684", "0xffff")
+    with pytest.raises(SpecError) as exc:
+        plan_hostvars("box", host("cuda"), json.loads(text))
+    assert one_line(exc).startswith("host box: llamafleet.gpus: detected NVIDIA Quadro Z9")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hostsupport import ROOT, parse_tweaked, plan_of
+from hostsupport import ANSIBLE_PLAYBOOK, ROOT, ansible_env, parse_tweaked, plan_of
 
 from generators.pipeline import render_plan
 
@@ -35,16 +35,8 @@ def run_role(tmp_path: Path, home: Path, host: str = "strix-halo") -> subprocess
     }
     (tmp_path / "vars.json").write_text(json.dumps({"preflight_rendered": rendered}))
     (tmp_path / "play.yml").write_text(PLAYBOOK)
-    env = {
-        **os.environ,
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_STDOUT_CALLBACK": "default",
-        "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
-        "PYTHONPATH": str(ROOT),
-    }
-    playbook = Path(sys.executable).parent / "ansible-playbook"
+    env = ansible_env(json_results=True)
+    playbook = ANSIBLE_PLAYBOOK
     return subprocess.run(
         [
             str(playbook),

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hostsupport import ROOT, raw_vars
+from hostsupport import ANSIBLE_PLAYBOOK, ROOT, ansible_env, raw_vars
 
 from generators.pipeline import plan_hostvars, render_plan
 
@@ -93,16 +93,8 @@ _UnsafeDumper.add_representer(str, lambda d, v: d.represent_scalar("!unsafe", v)
 def play(tmp_path: Path, text: str, extra: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "play.yml").write_text(text)
     (tmp_path / "vars.yml").write_text(yaml.dump(extra, Dumper=_UnsafeDumper))
-    env = {
-        **os.environ,
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_STDOUT_CALLBACK": "default",
-        "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
-        "PYTHONPATH": str(ROOT),
-    }
-    playbook = Path(sys.executable).parent / "ansible-playbook"
+    env = ansible_env(json_results=True)
+    playbook = ANSIBLE_PLAYBOOK
     return subprocess.run(
         [str(playbook), "-i", "localhost,", str(tmp_path / "play.yml"), "-e", f"@{tmp_path / 'vars.yml'}",
          "-e", f"ansible_python_interpreter={sys.executable}", *args],

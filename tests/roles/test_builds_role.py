@@ -20,10 +20,11 @@ from pathlib import Path
 
 import yaml
 
+from hostsupport import ANSIBLE_PLAYBOOK, ansible_env
+
 from generators.pipeline import render_hostvars
 
 ROOT = Path(__file__).resolve().parents[2]
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 LISTINGS = ROOT / "tests" / "facts" / "listings"
 STRIX_VULKAN = "Available devices:\n  Vulkan0: AMD Radeon Graphics (RADV GFX1151) (98304 MiB, 97000 MiB free)\n"
 
@@ -89,13 +90,7 @@ def prepare(tmp_path: Path, hip_listing: str) -> tuple[Path, dict]:
 
 
 def run(tmp_path: Path, playbook: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = ansible_env()
     return subprocess.run(
         [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", str(playbook)],
         check=False, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,

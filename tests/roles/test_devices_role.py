@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from hostsupport import ANSIBLE_PLAYBOOK, ansible_env
+
 ROOT = Path(__file__).resolve().parents[2]
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 
 
 def run_devices(tmp_path: Path, expected: str | None, environment: dict[str, str] | None = None):
@@ -42,13 +43,7 @@ def run_devices(tmp_path: Path, expected: str | None, environment: dict[str, str
     }]
     playbook = tmp_path / "play.yml"
     playbook.write_text(json.dumps(play))
-    env = {
-        **os.environ,
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = ansible_env()
     return subprocess.run(
         [str(ANSIBLE_PLAYBOOK), "-i", "localhost,", str(playbook)],
         check=False, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,

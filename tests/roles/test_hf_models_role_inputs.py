@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from hostsupport import ANSIBLE_PLAYBOOK, ansible_env
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAYBOOK = """---
@@ -22,15 +22,8 @@ PLAYBOOK = """---
 def run_role(tmp_path: Path, variables: dict) -> subprocess.CompletedProcess[str]:
     (tmp_path / "vars.json").write_text(json.dumps(variables))
     (tmp_path / "play.yml").write_text(PLAYBOOK)
-    env = {
-        **os.environ,
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_STDOUT_CALLBACK": "default",
-        "ANSIBLE_CALLBACK_RESULT_FORMAT": "json",
-    }
-    playbook = Path(sys.executable).parent / "ansible-playbook"
+    env = ansible_env(json_results=True)
+    playbook = ANSIBLE_PLAYBOOK
     return subprocess.run(
         [str(playbook), "-i", "localhost,", str(tmp_path / "play.yml"), "-e", f"@{tmp_path / 'vars.json'}"],
         capture_output=True,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,22 @@ BAD_HOSTS = ROOT / "tests" / "render" / "bad_hosts"
 SEED_HOSTS = ("t1200-laptop", "rtx4090", "rtx3070", "strix-halo", "rtx4060-laptop")
 OLLAMA_HOSTS = ("rtx3070-ollama", "strix-halo-ollama")
 EXAMPLE_HOSTS = SEED_HOSTS + OLLAMA_HOSTS
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
+
+
+def ansible_env(json_results: bool = False) -> dict[str, str]:
+    """The environment of a test's ansible-playbook: this checkout's roles, config and generators, no colours;
+    ``json_results`` prints each task's result as JSON."""
+    env = {
+        **os.environ,
+        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    if json_results:
+        env |= {"ANSIBLE_STDOUT_CALLBACK": "default", "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"}
+    return env
 
 
 def raw_vars(host: str, inventory: Path = EXAMPLE) -> dict[str, Any]:

@@ -8,6 +8,7 @@ what an HTTP client library lets one send).
 from __future__ import annotations
 
 import json
+import re
 import resource
 import socket
 import threading
@@ -22,12 +23,13 @@ KEY = "sk-test-4f9c1d7e"
 
 
 def raw(port: int, data: bytes, timeout: float = 10) -> bytes:
-    """Send ``data`` on a fresh connection, read until the proxy closes it (or the timeout), return the answer."""
+    """Send ``data`` on a fresh connection and return the answer: read until it is whole (its Content-Length, or
+    the end of a chunked body), the proxy closes the connection, or the timeout."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(data)
         out = b""
         try:
-            while True:
+            while not _whole(out):
                 piece = s.recv(65536)
                 if not piece:
                     break
@@ -35,6 +37,16 @@ def raw(port: int, data: bytes, timeout: float = 10) -> bytes:
         except TimeoutError:
             pass
     return out
+
+
+def _whole(answer: bytes) -> bool:
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    if not sep or head.startswith(b"HTTP/1.1 100 "):
+        return False
+    length = re.search(rb"\r\ncontent-length: *([0-9]+)", head.lower())
+    if length:
+        return len(body) >= int(length.group(1))
+    return b"\r\ntransfer-encoding: chunked" in head.lower() and body.endswith(b"0\r\n\r\n")
 
 
 def status_of(answer: bytes) -> int:

@@ -103,7 +103,7 @@ def check_servers(plan: HostPlan, margin_mib: int = MARGIN_MIB) -> list[Outcome]
                        host_mib=memory.host_mib if not ram_known else max(0, memory.host_mib - used["host"] // MIB))
         try:
             result = fit(facts, left.gpu_mib, left.host_mib, launch_request(server, facts), margin_mib,
-                         left.backend, left.unified)
+                         left.backend, left.unified, left.build)
         except FitError as exc:
             out.append(Outcome(server.name, index, error=exc))
             continue

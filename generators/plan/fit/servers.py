@@ -58,7 +58,7 @@ def plan_servers(plan: HostPlan, vram_mib: int | None, ram_mib: int | None, marg
         entry: dict[str, Any] = {"server": server.name, "model": model.filename, "ram_known": ram_known}
         try:
             wanted = launch_request(server, facts) if launch else request_for(server, facts)
-            result = fit(facts, left.gpu_mib, left.host_mib, wanted, margin_mib, left.backend, left.unified)
+            result = fit(facts, left.gpu_mib, left.host_mib, wanted, margin_mib, left.backend, left.unified, left.build)
         except FitError as exc:
             entry.update(fits=False, error=str(exc), closest=exc.closest.to_json(),
                          nearest=exc.nearest.to_json() if exc.nearest else None)

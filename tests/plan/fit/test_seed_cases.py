@@ -1,0 +1,69 @@
+"""The planner against every case the seeds measured (seed_cases.yaml): it refuses what a seed saw fail, accepts what
+it ran, and plans the compute buffers the seeds logged. bench/planner_vs_seeds.py prints the whole table."""
+
+from __future__ import annotations
+
+import pytest
+from seed_table import COMPUTE_MARGIN, Case, describe, load, run
+
+from generators.plan.fit import catalog
+from generators.plan.fit.planner import OUTPUTS_PER_SLOT_SINCE, Config, compute_buffer, reserved_outputs
+
+BUILD, CASES = load()
+PLANNED = [c for c in CASES if c.planned]
+
+
+def test_the_table_covers_every_seed_and_both_outcomes() -> None:
+    assert {c.seed[:3] for c in CASES} == {"000", "001", "002", "003", "004"}
+    assert {c.outcome for c in PLANNED} == {"runs", "oom"}
+    assert len({c.id for c in CASES}) == len(CASES)
+    for c in CASES:
+        assert c.quote and c.outcome in ("runs", "oom"), c.id
+        assert c.planned or c.raw.get("why"), f"{c.id}: a case left unplanned says why"
+        if c.planned:
+            assert catalog.lookup(c.model) is not None, f"{c.id}: {c.model} not in the catalog"
+    assert BUILD < OUTPUTS_PER_SLOT_SINCE, "the seeds' logged buffers are the pre-9464 reservation"
+
+
+@pytest.mark.parametrize("case", [c for c in PLANNED if c.outcome == "oom"], ids=lambda c: c.id)
+def test_every_case_a_seed_saw_fail_is_refused(case: Case) -> None:
+    result = run(case, BUILD)
+    assert not result.fits, describe(result)
+
+
+@pytest.mark.parametrize("case", [c for c in PLANNED if c.outcome == "runs"], ids=lambda c: c.id)
+def test_every_case_a_seed_ran_is_accepted(case: Case) -> None:
+    result = run(case, BUILD)
+    assert result.fits, describe(result)
+
+
+LOGGED = [c for c in PLANNED if "compute" in c.measured and not c.approx]
+
+
+def test_seeds_logged_compute_buffers_exist() -> None:
+    assert {c.seed[:3] for c in LOGGED} == {"000", "004"}
+
+
+@pytest.mark.parametrize("case", LOGGED, ids=lambda c: c.id)
+def test_planned_buffers_are_close_to_what_the_seed_logged(case: Case) -> None:
+    result = run(case, BUILD)
+    m = case.measured
+    compute = result.mib("compute buffer")
+    assert compute == pytest.approx(m["compute"], rel=COMPUTE_MARGIN), (
+        f"compute planned {compute:.0f} vs seed {m['compute']:.0f} MiB (margin {COMPUTE_MARGIN:.0%}): {describe(result)}")
+    kv = result.mib("kv cache") + result.mib("recurrent state")
+    assert kv == pytest.approx(m["kv"], rel=0.02), f"kv planned {kv:.0f} vs seed {m['kv']:.0f}: {describe(result)}"
+    if result.fits:  # a refused plan's closest attempt may have moved layers; the weights compare at full offload
+        assert result.mib("weights") == pytest.approx(m["model"], rel=0.02), describe(result)
+
+
+def test_the_reservation_rule_follows_the_build() -> None:
+    """One logits row per slot from build 9464 (what the CPU calibration against b11434 measures), one per ubatch
+    token before it (what seeds 000 and 004 logged on their GPUs)."""
+    facts = catalog.lookup("qwen2.5-3b-q4_k_m.gguf")
+    assert facts is not None
+    cfg = Config(ctx=32768, cache_type_k="q8_0", cache_type_v="q8_0", batch=1536, ubatch=1536, gpu_layers=37)
+    assert reserved_outputs(cfg, OUTPUTS_PER_SLOT_SINCE - 1) == 1536
+    assert reserved_outputs(cfg, OUTPUTS_PER_SLOT_SINCE) == 1 == reserved_outputs(cfg, None)
+    old, new = compute_buffer(facts, cfg, OUTPUTS_PER_SLOT_SINCE - 1), compute_buffer(facts, cfg, 11434)
+    assert old - new > facts.n_vocab * 1500 * 4 * 0.6  # most of the 890 MiB of logits

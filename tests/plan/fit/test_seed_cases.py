@@ -7,7 +7,14 @@ import pytest
 from seed_table import COMPUTE_MARGIN, Case, describe, load, run
 
 from generators.plan.fit import catalog
-from generators.plan.fit.planner import OUTPUTS_PER_SLOT_SINCE, Config, compute_buffer, reserved_outputs
+from generators.plan.fit.planner import (
+    OUTPUTS_PER_SLOT_SINCE,
+    Config,
+    Memory,
+    compute_buffer,
+    gpu_scratch,
+    reserved_outputs,
+)
 
 BUILD, CASES = load()
 PLANNED = [c for c in CASES if c.planned]
@@ -67,3 +74,22 @@ def test_the_reservation_rule_follows_the_build() -> None:
     assert reserved_outputs(cfg, OUTPUTS_PER_SLOT_SINCE) == 1 == reserved_outputs(cfg, None)
     old, new = compute_buffer(facts, cfg, OUTPUTS_PER_SLOT_SINCE - 1), compute_buffer(facts, cfg, 11434)
     assert old - new > facts.n_vocab * 1500 * 4 * 0.6  # most of the 890 MiB of logits
+
+
+def test_gpu_scratch_counts_cuda_flash_attention_f16_copies_only_where_they_happen() -> None:
+    """ggml-cuda converts a non-f16 K/V cache to f16 for its prompt kernels; Vulkan reads it in the shader; with
+    --no-kv-offload attention runs on the CPU."""
+    facts = catalog.lookup("Qwen3.5-9B-Q5_K_M.gguf")
+    assert facts is not None
+    q8 = Config(ctx=131072, cache_type_k="q8_0", cache_type_v="q8_0", batch=512, ubatch=128, gpu_layers=33)
+    staging = 128 * facts.n_ff * 2
+    one_layer_f16 = 131072 * max(facts.n_head_kv) * (facts.head_k + facts.head_v) * 2  # 512 MiB
+    assert gpu_scratch(facts, q8, Memory(8192, 0, "cuda")) == staging + one_layer_f16
+    assert gpu_scratch(facts, q8, Memory(8192, 0, "rocm")) == staging + one_layer_f16
+    assert gpu_scratch(facts, q8, Memory(8192, 0, "vulkan")) == staging
+    f16 = Config(ctx=131072, batch=512, ubatch=128, gpu_layers=33)
+    assert gpu_scratch(facts, f16, Memory(8192, 0, "cuda")) == staging
+    nkvo = Config(ctx=131072, cache_type_k="q8_0", cache_type_v="q8_0", batch=512, ubatch=128, gpu_layers=33,
+                  no_kv_offload=True)
+    assert gpu_scratch(facts, nkvo, Memory(8192, 0, "cuda")) == staging
+    assert gpu_scratch(facts, q8, Memory(0, 8192, "cpu")) == 0

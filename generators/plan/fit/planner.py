@@ -570,8 +570,19 @@ def fit(facts: ModelFacts, device_memory_mib: int, host_ram_mib: int, request: R
     found, closest = _search(facts, memory, request, margin_mib)
     if found is not None:
         return found
-    relaxed = Request(ctx_min=256, parallel=1, cache_types=(*request.cache_types, "q4_0"), mmproj=request.mmproj)
-    nearest, _ = _search(facts, memory, relaxed, margin_mib)
+    # the nearest fit relaxes as little as it can: first only the placement (layers, experts, --no-kv-offload) at
+    # the pinned context, then the context too; it keeps the host's acceptable KV types (by default f16 and q8_0:
+    # seed 004 found q4_0 KV a quality floor) and offers q4_0 only when nothing fits with those
+    nearest = None
+    for relaxed in (
+        Request(ctx=request.ctx, parallel=request.parallel, kv_unified=request.kv_unified,
+                cache_types=request.cache_types, mmproj=request.mmproj),
+        Request(ctx_min=256, parallel=1, cache_types=request.cache_types, mmproj=request.mmproj),
+        Request(ctx_min=256, parallel=1, cache_types=(*request.cache_types, "q4_0"), mmproj=request.mmproj),
+    ):
+        nearest, _ = _search(facts, memory, relaxed, margin_mib)
+        if nearest is not None:
+            break
     if closest is None:  # no candidate at all (e.g. a pinned cache type the model's head size cannot hold)
         raise ConfigError(f"{facts.name}: no valid configuration for {request}")
     raise FitError(facts.name, closest, nearest)

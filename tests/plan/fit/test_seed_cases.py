@@ -114,3 +114,24 @@ def test_nearest_fit_keeps_the_context_and_the_kv_floor_before_relaxing_them() -
     assert {nearest.config.cache_type_k, nearest.config.cache_type_v} <= {"f16", "q8_0"}
     with_nkvo = fit(facts, 8192, 32768, Request(**{**req.__dict__, "no_kv_offload": True}), 256, "cuda", build=11434)
     assert with_nkvo.fits and with_nkvo.config.gpu_layers == facts.n_layer + 1
+
+
+def test_cpu_resident_weights_are_copied_to_the_gpu_for_batches_of_32_and_more() -> None:
+    """ggml's scheduler offloads matrix products on CPU weights to the GPU from 32 tokens on and copies each weight
+    into the compute buffer, one at a time (a new split per offloaded weight): the largest CPU-resident one counts."""
+    dense = catalog.lookup("qwen2.5-coder-14b-instruct-q4_k_m.gguf")
+    moe = catalog.lookup("Qwen3.6-35B-A3B-UD-IQ4_XS.gguf")
+    assert dense is not None and moe is not None
+    gpu = Memory(8192, 32768, "cuda")
+    partial = Config(ctx=8192, gpu_layers=12)
+    staging = 512 * dense.n_ff * 2
+    copied = gpu_scratch(dense, partial, gpu) - staging
+    ffn_share = 3 * dense.n_ff * dense.n_embd / (3 * dense.n_ff * dense.n_embd + 2 * dense.n_embd * 5120
+                                                  + 2 * dense.n_embd * 1024)
+    assert copied == pytest.approx(max(dense.layer_bytes) * ffn_share / 3, rel=0.01)  # one FFN matrix of a layer
+    small = Config(ctx=8192, gpu_layers=12, batch=16, ubatch=16)
+    assert gpu_scratch(dense, small, gpu) == 16 * dense.n_ff * 2
+    assert gpu_scratch(dense, Config(ctx=8192, gpu_layers=dense.n_layer + 1), gpu) == staging
+    cmoe = Config(ctx=8192, gpu_layers=moe.n_layer + 1, n_cpu_moe=moe.n_layer)
+    widest = moe.n_ff_exp * moe.n_expert_used
+    assert gpu_scratch(moe, cmoe, Memory(24564, 65536, "cuda")) == 512 * widest * 2 + moe.layer_expert_bytes[0] // 3

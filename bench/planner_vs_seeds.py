@@ -4,7 +4,8 @@
 
 Per case: the planner's verdict (fit / refuse) against what the seed saw (runs / oom), planned compute buffer, KV
 cache (+ recurrent state) and GPU total against the seed's logged MiB where it logged them, with planned/measured
-ratios, and the GPU memory planned in. Cases the seed reports without a plannable launch are listed with why.
+ratios, and the GPU memory planned in. "gpu tot" is what the seed's total counts: every planned GPU component where
+the seed read nvidia-smi (seed 001), the buffers without the runtime reserve where it summed llama.cpp's buffers. Cases the seed reports without a plannable launch are listed with why.
 Ends with a summary: every OOM refused? every running case accepted? ``--build`` plans with another build's
 reservation rules (default: the seed-era build the table names).
 """
@@ -55,7 +56,7 @@ def main() -> int:
         m, approx = case.measured, case.approx
         compute = r.mib("compute buffer")
         kv = r.mib("kv cache") + r.mib("recurrent state")
-        total = r.gpu_total
+        total = r.gpu_compared
         print(f"{case.id:<34} {case.outcome:>4} {r.verdict:>6} {'yes' if r.agrees else 'NO':>3} "
               f"{compute:8.0f} {_cell(m.get('compute'), approx):>6} {_ratio(compute, m.get('compute'))} "
               f"{kv:7.0f} {_cell(m.get('kv'), approx):>6} {_ratio(kv, m.get('kv'))} "

@@ -97,6 +97,14 @@ class Result:
         return self.plan.used("gpu") / MIB
 
     @property
+    def gpu_compared(self) -> float:
+        """The planned GPU figure comparable with the seed's total: everything when the seed read nvidia-smi
+        (``measured_by: nvidia-smi``), else the buffers llama.cpp allocates (without the runtime reserve)."""
+        if self.case.raw.get("measured_by") == "nvidia-smi":
+            return self.gpu_total
+        return self.gpu_total - self.mib("runtime reserve")
+
+    @property
     def verdict(self) -> str:
         return "fit" if self.fits else "refuse"
 

@@ -58,9 +58,11 @@ OUTPUTS_PER_SLOT_SINCE = 9464
 # (GGML_OP_OFFLOAD_MIN_BATCH default, ggml-cuda.cu / ggml-vulkan.cpp)
 OP_OFFLOAD_MIN_BATCH = 32
 
-# Memory a backend's runtime holds on the GPU before llama-server allocates anything (driver context, shader and
-# kernel caches). Seed 000 measured ~200 MB for Vulkan on a T1200; CUDA contexts are larger. Estimates, per backend.
-RUNTIME_RESERVE_MIB: dict[str, int] = {"cpu": 0, "cuda": 300, "vulkan": 200, "rocm": 300, "metal": 0}
+# Memory held on the GPU before llama-server allocates anything (driver context, cuBLAS / shader and kernel caches,
+# whatever else draws on the card), per backend. Vulkan: seed 000 measured ~200 MB on a T1200. CUDA: seed 004's
+# RTX 4060 Laptop reported 7,360 MiB free of its 8,188 MiB when llama-server started (828 MiB held); seed 001's
+# RTX 4090, a desktop card, showed ~2 GB more in nvidia-smi than the buffers the plan counts. ROCm: an estimate.
+RUNTIME_RESERVE_MIB: dict[str, int] = {"cpu": 0, "cuda": 828, "vulkan": 200, "rocm": 300, "metal": 0}
 # Host memory the OS and the server process itself need besides the buffers the plan counts.
 HOST_RESERVE_MIB = 1024
 # A vision projector's own compute buffer (image encode); not calibrated here, a conservative constant.

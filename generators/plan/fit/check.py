@@ -26,7 +26,7 @@ from pathlib import Path
 from generators.errors import Problem, SpecError
 from generators.plan.fit import catalog
 from generators.plan.fit.gguf_facts import ModelFacts, read_facts
-from generators.plan.fit.planner import MIB, UNKNOWN_MIB, ConfigError, FitError, Plan, fit
+from generators.plan.fit.planner import MIB, PROCESS_RESERVE_MIB, UNKNOWN_MIB, ConfigError, FitError, Plan, fit
 from generators.plan.fit.requests import launch_request, memory_for
 from generators.plan.fit.servers import CATALOG_ADD
 from generators.plan.host import HostPlan
@@ -100,10 +100,11 @@ def check_servers(plan: HostPlan, margin_mib: int = MARGIN_MIB) -> list[Outcome]
             out.append(Outcome(server.name, index, warning=_unknown(host, index, model.filename)))
             continue
         left = replace(memory, gpu_mib=max(0, memory.gpu_mib - used["gpu"] // MIB),
-                       host_mib=memory.host_mib if not ram_known else max(0, memory.host_mib - used["host"] // MIB))
+                       host_mib=memory.host_mib if not ram_known else max(0, memory.host_mib - used["host"] // MIB),
+                       reserve_mib=PROCESS_RESERVE_MIB.get(memory.backend) if used["gpu"] else None)
         try:
             result = fit(facts, left.gpu_mib, left.host_mib, launch_request(server, facts), margin_mib,
-                         left.backend, left.unified, left.build)
+                         left.backend, left.unified, left.build, left.reserve_mib)
         except FitError as exc:
             out.append(Outcome(server.name, index, error=exc))
             continue

@@ -63,6 +63,9 @@ OP_OFFLOAD_MIN_BATCH = 32
 # RTX 4060 Laptop reported 7,360 MiB free of its 8,188 MiB when llama-server started (828 MiB held); seed 001's
 # RTX 4090, a desktop card, showed ~2 GB more in nvidia-smi than the buffers the plan counts. ROCm: an estimate.
 RUNTIME_RESERVE_MIB: dict[str, int] = {"cpu": 0, "cuda": 828, "vulkan": 200, "rocm": 300, "metal": 0}
+# What each further llama-server process on the same GPU adds: its own driver context (the card's other users are
+# in the first server's reserve already). Estimates: no seed ran two servers on one card and logged it.
+PROCESS_RESERVE_MIB: dict[str, int] = {"cpu": 0, "cuda": 300, "vulkan": 200, "rocm": 300, "metal": 0}
 # Host memory the OS and the server process itself need besides the buffers the plan counts.
 HOST_RESERVE_MIB = 1024
 # A vision projector's own compute buffer (image encode); not calibrated here, a conservative constant.
@@ -149,6 +152,7 @@ class Memory:
     unified: bool = False  # an APU: gpu_mib is its GTT pool, carved out of host RAM
     cpu_repack: tuple[str, ...] = X86_AVX2_REPACK  # () for a CPU without repacked kernels (or --no-repack)
     build: int | None = None  # the llama.cpp build serving (b-number); None: the current rules
+    reserve_mib: int | None = None  # GPU memory held before the server allocates; None: RUNTIME_RESERVE_MIB
 
 
 @dataclass(frozen=True)
@@ -450,7 +454,8 @@ def components(facts: ModelFacts, cfg: Config, memory: Memory) -> tuple[Componen
         size = facts.mmproj_bytes + MMPROJ_COMPUTE_MIB * MIB
         add("mmproj", (size, 0) if where_gpu else (0, size))
     if memory.gpu_mib > 0:
-        add("runtime reserve", (RUNTIME_RESERVE_MIB.get(memory.backend, 300) * MIB, 0))
+        reserve = memory.reserve_mib if memory.reserve_mib is not None else RUNTIME_RESERVE_MIB.get(memory.backend, 300)
+        add("runtime reserve", (reserve * MIB, 0))
     add("host reserve", (0, HOST_RESERVE_MIB * MIB))
     return tuple(c for c in out if c.bytes)
 
@@ -589,12 +594,13 @@ def _search(facts: ModelFacts, memory: Memory, req: Request, margin_mib: int) ->
 
 
 def fit(facts: ModelFacts, device_memory_mib: int, host_ram_mib: int, request: Request, margin_mib: int = 256,
-        backend: Backend = "cpu", unified: bool = False, build: int | None = None) -> Plan:
+        backend: Backend = "cpu", unified: bool = False, build: int | None = None,
+        reserve_mib: int | None = None) -> Plan:
     """The most GPU-resident configuration with the largest context that fits, honouring every pinned value.
 
     Raises :class:`FitError` with the closest attempt and the nearest configuration that would fit without pins.
     """
-    memory = Memory(device_memory_mib, host_ram_mib, backend, unified, build=build)
+    memory = Memory(device_memory_mib, host_ram_mib, backend, unified, build=build, reserve_mib=reserve_mib)
     found, closest = _search(facts, memory, request, margin_mib)
     if found is not None:
         return found
@@ -617,7 +623,7 @@ def fit(facts: ModelFacts, device_memory_mib: int, host_ram_mib: int, request: R
 
 
 __all__ = [
-    "CACHE_TYPES", "Component", "Config", "ConfigError", "FitError", "Memory", "Plan", "Request", "candidates",
+    "CACHE_TYPES", "PROCESS_RESERVE_MIB", "RUNTIME_RESERVE_MIB", "Component", "Config", "ConfigError", "FitError", "Memory", "Plan", "Request", "candidates",
     "compute_buffer", "cpu_repack", "fit", "gpu_scratch", "reserved_outputs", "kv_cache", "kv_cache_layers", "kv_cells", "plan", "recurrent_state",
     "row_bytes", "weights",
 ]

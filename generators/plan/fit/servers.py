@@ -15,7 +15,7 @@ from typing import Any
 from generators.errors import Problem, SpecError
 from generators.plan.fit import catalog
 from generators.plan.fit.gguf_facts import ModelFacts, read_facts
-from generators.plan.fit.planner import MIB, ConfigError, FitError, fit
+from generators.plan.fit.planner import MIB, PROCESS_RESERVE_MIB, ConfigError, FitError, fit
 from generators.plan.fit.requests import launch_request, memory_for, request_for
 from generators.plan.host import HostPlan
 
@@ -54,11 +54,13 @@ def plan_servers(plan: HostPlan, vram_mib: int | None, ram_mib: int | None, marg
         facts = _facts(host, index, model.filename, local)
         memory, ram_known = memory_for(plan, server, vram_mib, ram_mib)
         left = replace(memory, gpu_mib=max(0, memory.gpu_mib - used["gpu"] // MIB),  # unknown RAM stays unknown
-                       host_mib=max(0, memory.host_mib - used["host"] // MIB) if ram_known else memory.host_mib)
+                       host_mib=max(0, memory.host_mib - used["host"] // MIB) if ram_known else memory.host_mib,
+                       reserve_mib=PROCESS_RESERVE_MIB.get(memory.backend) if used["gpu"] else None)
         entry: dict[str, Any] = {"server": server.name, "model": model.filename, "ram_known": ram_known}
         try:
             wanted = launch_request(server, facts) if launch else request_for(server, facts)
-            result = fit(facts, left.gpu_mib, left.host_mib, wanted, margin_mib, left.backend, left.unified, left.build)
+            result = fit(facts, left.gpu_mib, left.host_mib, wanted, margin_mib, left.backend, left.unified, left.build,
+                         left.reserve_mib)
         except FitError as exc:
             entry.update(fits=False, error=str(exc), closest=exc.closest.to_json(),
                          nearest=exc.nearest.to_json() if exc.nearest else None)

@@ -4,11 +4,16 @@ it ran, and plans the compute buffers the seeds logged. bench/planner_vs_seeds.p
 from __future__ import annotations
 
 import pytest
+from hostsupport import parse_tweaked, plan_of
 from seed_table import COMPUTE_MARGIN, Case, describe, load, run
 
 from generators.plan.fit import catalog
+from generators.plan.fit.servers import plan_servers
 from generators.plan.fit.planner import (
+    MIB,
     OUTPUTS_PER_SLOT_SINCE,
+    PROCESS_RESERVE_MIB,
+    RUNTIME_RESERVE_MIB,
     Config,
     FitError,
     Memory,
@@ -135,3 +140,17 @@ def test_cpu_resident_weights_are_copied_to_the_gpu_for_batches_of_32_and_more()
     cmoe = Config(ctx=8192, gpu_layers=moe.n_layer + 1, n_cpu_moe=moe.n_layer)
     widest = moe.n_ff_exp * moe.n_expert_used
     assert gpu_scratch(moe, cmoe, Memory(24564, 65536, "cuda")) == 512 * widest * 2 + moe.layer_expert_bytes[0] // 3
+
+
+def test_a_second_server_on_the_card_adds_its_own_context_not_the_first_ones_reserve_again() -> None:
+    """rtx3070 (seed 002): the FIM server takes the card's reserve (driver context and the card's other users), the
+    chat server after it only its own process's context."""
+    plan = plan_of(parse_tweaked("rtx3070", {}), "rtx3070")
+    fim, chat = plan_servers(plan, None, None, 256, {}, launch=True)
+
+    def reserve(entry: dict) -> float:
+        return sum(c.bytes for c in entry["plan"].components if c.name == "runtime reserve") / MIB
+
+    assert fim["fits"] and chat["fits"]
+    assert reserve(fim) == RUNTIME_RESERVE_MIB["cuda"] and reserve(chat) == PROCESS_RESERVE_MIB["cuda"]
+    assert chat["plan"].config.gpu_layers < 49  # the 14B chat model shares the 8 GB with the FIM model

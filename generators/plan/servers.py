@@ -150,6 +150,7 @@ def plan_server(host: Host, facts: HostFacts, layout: Layout, index: int) -> Ser
     device = device_name(host, facts, gpu)
     mode = load_mode(server, gpu)
     layers, attn = gpu_layers(host, server), flash_attn(host, server)
+    after, wait_health = first_units(host, facts, layout, index)
     model_path = layout.model_path(model)
     mmproj_path = layout.model_path(mmproj) if mmproj is not None else None
     argv = server_argv(
@@ -192,6 +193,6 @@ def plan_server(host: Host, facts: HostFacts, layout: Layout, index: int) -> Ser
         load_mode=mode,
         environment=server_env(host, server, gpu),
         argv=tuple(argv),
-        after=first_units(host, facts, layout, index)[0],
-        wait_health=first_units(host, facts, layout, index)[1],
+        after=after,
+        wait_health=wait_health,
     )

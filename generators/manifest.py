@@ -197,6 +197,11 @@ class OllamaEntry(TypedDict):
     environment: dict[str, str]
     #: the models to pull
     models: list[str]
+    #: derived models, each created from its Modelfile (``PARAMETER num_ctx``): name, base, context, modelfile
+    #: (on the host), render_path
+    derived: list[dict[str, Any]]
+    #: every model's served name and context, as clients are told: {pulled tag: {name, context}}
+    contexts: dict[str, dict[str, Any]]
     #: Ollama's address
     host: str
     #: Ollama's port
@@ -245,6 +250,9 @@ class ClientsEntry(ClientKeysEntry, TypedDict):
     home: str
     #: one entry per enabled client
     files: list[ClientFileEntry]
+    #: what OpenCode, pi and Claude Code are pointed at: base_url (OpenAI /v1), model, context and output (the
+    #: limits the configs carry; context null while ctx is native), min_context (clients.agent_min_ctx)
+    agent: dict[str, Any] | None
 
 
 class HubEntry(TypedDict):
@@ -422,6 +430,7 @@ def _rendered_paths(manifest: Manifest) -> list[str]:
     paths = [b["render_path"] for b in manifest["llamacpp"]["builds"]] if manifest["llamacpp"] else []
     if manifest["ollama"] is not None:
         paths.append(manifest["ollama"]["render_path"])
+        paths += [d["render_path"] for d in manifest["ollama"]["derived"]]
     if manifest["clients"] is not None:
         paths += [f["render_path"] for f in manifest["clients"]["files"]]
     if manifest["sse_proxy"] is not None:
@@ -460,6 +469,9 @@ def build_manifest(plan: HostPlan, files: Sequence[RenderedFile]) -> Manifest:
             "render_path": plan.ollama.render_path,
             "environment": dict(plan.ollama.environment),
             "models": list(plan.ollama.spec.models),
+            "derived": [{"name": m.name, "base": m.base, "context": m.context, "modelfile": m.modelfile,
+                         "render_path": m.render_path} for m in plan.ollama.models if m.derived],
+            "contexts": {m.base: {"name": m.name, "context": m.context} for m in plan.ollama.models},
             "host": plan.ollama.spec.host,
             "port": plan.ollama.spec.port,
         },
@@ -468,6 +480,11 @@ def build_manifest(plan: HostPlan, files: Sequence[RenderedFile]) -> Manifest:
         else {
             "user": plan.clients.user,
             "home": plan.clients.home,
+            "agent": None if plan.clients.agent is None else {
+                "base_url": plan.clients.agent.openai_base, "model": plan.clients.agent.model_id,
+                "context": plan.clients.agent.context, "output": plan.clients.agent.output,
+                "min_context": plan.clients.agent_min_ctx,
+            },
             "files": [
                 {
                     "name": f.name,

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from generators.errors import Problem, SpecError
 from generators.plan.layout import CLIENT_FILES, Layout, client_render_path
+from generators.plan.ollama import ollama_model
 from generators.plan.servers import ServerPlan
-from generators.spec import Host
+from generators.spec import ROOT_KEY, Host, Ollama, Server
 from generators.spec.types import http_url
 
 OUTPUT_CAP = 32768
@@ -55,6 +57,8 @@ class Endpoint:
 
     @property
     def output(self) -> int:
+        """The most tokens one answer may take: a quarter of the session's context (the rest stays for the
+        prompt, the tools and the history), at most OUTPUT_CAP; never more than the context itself."""
         return min(self.context // 4, OUTPUT_CAP) if self.context else 8192
 
 
@@ -76,15 +80,19 @@ class ClientsPlan:
     user: str
     home: str
     files: tuple[ClientFile, ...]
-    chat: Endpoint | None
+    chat: Endpoint | None  # Continue's chat model: the first chat server (or Ollama's chat_model)
+    agent: Endpoint | None  # OpenCode, pi and Claude Code: a chat endpoint serving clients.agent_min_ctx or more
     autocomplete: Endpoint | None
     opencode_tools: str | None  # lite | full | minimal (None: no OpenCode)
     pi_reasoning: bool
+    agent_min_ctx: int = 65536  # clients.agent_min_ctx
 
     @property
     def keys(self) -> tuple[ClientKey, ...]:
         """The keys the clients need, once each (chat first; autocomplete only Continue uses)."""
-        used = (self.chat, self.autocomplete if self.enabled("continue") else None)
+        agents = any(self.enabled(n) for n in ("opencode", "pi", "claude_code"))
+        used = (self.agent if agents else None, self.chat if self.enabled("continue") else None,
+                self.autocomplete if self.enabled("continue") else None)
         found = [e.key for e in used if e is not None and e.key is not None]
         return tuple(k for i, k in enumerate(found) if k not in found[:i])
 
@@ -115,20 +123,40 @@ CLIENTS = (  # in the order the files render
 )
 
 
+AGENT_CLIENTS = ("opencode", "pi")  # never pointed at a server below clients.agent_min_ctx
+
+
+def served_context(server: Server) -> int | None:
+    """The context one session gets: ctx // parallel, the whole ctx with a unified KV pool (sessions: shared,
+    or parallel auto, where llama-server picks 4 slots over one unified pool); None while ctx is native."""
+    if not isinstance(server.ctx, int):
+        return None
+    slots = server.parallel if isinstance(server.parallel, int) and server.sessions != "shared" else 1
+    return server.ctx // slots
+
+
 def _llama_endpoint(plan: ServerPlan, home: str) -> Endpoint:
     server = plan.server
-    context: int | None = None
-    if isinstance(server.ctx, int):
-        slots = server.parallel if isinstance(server.parallel, int) and server.sessions != "shared" else 1
-        context = server.ctx // slots
     return Endpoint(
         engine="llamacpp",
         base=http_url(plan.client_host, plan.client_port),
         model_id=plan.served_model,
         label=f"{server.model} (llama.cpp, {server.name})",
-        context=context,
+        context=served_context(server),
         vision=server.mmproj is not None,
         key=None if server.api_key_file is None else client_key(server.name, server.api_key_file, home),
+    )
+
+
+def _ollama_endpoint(ollama: Ollama, tag: str) -> Endpoint:
+    model = ollama_model(ollama, tag)
+    return Endpoint(
+        engine="ollama",
+        base=http_url(ollama.host, ollama.port),
+        model_id=model.name,  # the derived model when this one has its own num_ctx
+        label=f"{tag} (ollama, {model.context} tokens)",
+        context=model.context,  # written explicitly: OLLAMA_CONTEXT_LENGTH or the derived model's num_ctx
+        vision=False,
     )
 
 
@@ -139,22 +167,41 @@ def endpoint(host: Host, servers: tuple[ServerPlan, ...], role: str, home: str) 
         tag = ollama.chat_model if role == "chat" else ollama.autocomplete_model
         if role == "chat" and tag is None:
             tag = ollama.models[0]
-        if tag is None:
-            return None
-        return Endpoint(
-            engine="ollama",
-            base=http_url(ollama.host, ollama.port),
-            model_id=tag,
-            label=f"{tag} (ollama)",
-            context=ollama.context_length or 4096,  # Ollama's default window is 4096 (seed 002)
-            vision=False,
-        )
+        return None if tag is None else _ollama_endpoint(ollama, tag)
     server = next((s for s in servers if s.role == role), None)
     return None if server is None else _llama_endpoint(server, home)
 
 
-def plan_clients(host: Host, servers: tuple[ServerPlan, ...], layout: Layout) -> ClientsPlan | None:
-    """The host's agent clients (None when it enables none)."""
+def _candidates(host: Host, servers: tuple[ServerPlan, ...], home: str) -> list[tuple[str, Endpoint]]:
+    """Everything an agent could chat with, the chat endpoint first: (name, endpoint)."""
+    if host.ollama is not None:
+        ollama = host.ollama
+        first = ollama.chat_model or ollama.models[0]
+        tags = [first, *(t for t in ollama.models if t not in (first, ollama.autocomplete_model))]
+        return [(t, _ollama_endpoint(ollama, t)) for t in tags]
+    return [(s.name, _llama_endpoint(s, home)) for s in servers if s.role == "chat"]
+
+
+def agent_endpoint(host: Host, servers: tuple[ServerPlan, ...], home: str, minimum: int) -> Endpoint | str | None:
+    """The endpoint OpenCode and pi use: the chat endpoint when it serves at least ``minimum`` tokens per session,
+    else the first other chat server (or Ollama model) that does; a one-line problem when none does."""
+    candidates = _candidates(host, servers, home)
+    if not candidates:
+        return None
+    for _, found in candidates:
+        if found.context is not None and found.context >= minimum:
+            return found
+    if all(e.context is None for _, e in candidates):  # ctx: native everywhere: unknown until the GGUF is read
+        return candidates[0][1]
+    served = ", ".join(f"{n} {e.context if e.context is not None else 'native'}" for n, e in candidates)
+    what = "Ollama model" if host.ollama is not None else "chat server"
+    return (f"no {what} serves {minimum} tokens per session (the agent minimum, clients.agent_min_ctx); "
+            f"served per session: {served}: raise one's context or lower clients.agent_min_ctx on purpose")
+
+
+def plan_clients(host: Host, servers: tuple[ServerPlan, ...], layout: Layout, name: str = "") -> ClientsPlan | None:
+    """The host's agent clients (None when it enables none); raises :class:`SpecError` naming the host and field
+    when OpenCode or pi would be pointed at a context below the agent minimum."""
     clients = host.clients
     if clients is None:
         return None
@@ -167,12 +214,21 @@ def plan_clients(host: Host, servers: tuple[ServerPlan, ...], layout: Layout) ->
     )
     if not files:
         return None
+    chat = endpoint(host, servers, "chat", layout.client_home)
+    agent = agent_endpoint(host, servers, layout.client_home, clients.agent_min_ctx)
+    if isinstance(agent, str):
+        agents = [c for c in AGENT_CLIENTS if wanted[c] is not None]
+        if agents:
+            raise SpecError(name, [Problem(f"{ROOT_KEY}.clients.{agents[0]}", agent)])
+        agent = chat  # only Continue or Claude Code: they get the chat endpoint and its real limits
     return ClientsPlan(
         user=layout.client_user,
         home=layout.client_home,
         files=files,
-        chat=endpoint(host, servers, "chat", layout.client_home),
+        chat=chat,
+        agent=agent,
         autocomplete=endpoint(host, servers, "autocomplete", layout.client_home),
         opencode_tools=None if clients.opencode is None else clients.opencode.tools,
         pi_reasoning=clients.pi is not None and clients.pi.reasoning,
+        agent_min_ctx=clients.agent_min_ctx,
     )

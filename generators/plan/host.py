@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from generators.errors import SpecError
-from generators.facts import DistroFacts, Gpu, HostFacts
+from generators.facts import Gpu, HostFacts
 from generators.plan import backends
 from generators.plan.backends import BuildPaths
 from generators.plan.builds import BuildPlan, build_paths, plan_builds
 from generators.plan.checks import host_problems
 from generators.plan.clients import ClientsPlan, plan_clients
 from generators.plan.layout import OLLAMA_RENDER_PATH, Layout, chat_template_render_path
+from generators.plan.ollama import OllamaModel, ollama_environment, ollama_models, package_groups
 from generators.plan.proxy import (
     PACKAGE,
     RENDER_PATH,
@@ -30,7 +31,6 @@ from generators.plan.proxy import (
 )
 from generators.plan.servers import ServerPlan, plan_server
 from generators.spec import Host, LlamaCpp, Ollama
-from generators.spec.types import url_host
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class OllamaPlan:
     dropin: str
     render_path: str
     environment: tuple[tuple[str, str], ...]  # the drop-in's Environment= pairs, in order
+    models: tuple[OllamaModel, ...]  # each model as served: its context, and the derived model when it has its own
 
 
 @dataclass(frozen=True)
@@ -134,10 +135,11 @@ class HostPlan:
         return next(b for b in self.llamacpp.builds if b.backend == backend)
 
 
-def _distro(host: Host, facts: DistroFacts | None) -> DistroPlan | None:
+def _distro(host: Host, host_facts: HostFacts) -> DistroPlan | None:
+    facts = host_facts.distro
     if facts is None:
         return None
-    wanted = ["build", *host.llamacpp.backends] if host.llamacpp is not None else ["ollama"]
+    wanted = ["build", *host.llamacpp.backends] if host.llamacpp is not None else package_groups(host_facts)
     packages: list[str] = []
     for group in wanted:
         packages += [p for p in facts.group(group) if p not in packages]
@@ -151,21 +153,6 @@ def _distro(host: Host, facts: DistroFacts | None) -> DistroPlan | None:
         cuda_home=facts.cuda_home,
         rocm_path=facts.rocm_path,
     )
-
-
-def ollama_environment(ollama: Ollama) -> tuple[tuple[str, str], ...]:
-    """The drop-in's Environment= pairs, in seed 003's order, then what seed 002 adds (context length)."""
-    pairs = [
-        ("OLLAMA_FLASH_ATTENTION", "1" if ollama.flash_attention else "0"),
-        ("OLLAMA_KV_CACHE_TYPE", ollama.kv_cache_type),
-        ("OLLAMA_NUM_PARALLEL", str(ollama.num_parallel)),
-    ]
-    if ollama.context_length is not None:
-        pairs.append(("OLLAMA_CONTEXT_LENGTH", str(ollama.context_length)))
-    if ollama.keep_alive is not None:
-        pairs.append(("OLLAMA_KEEP_ALIVE", ollama.keep_alive))
-    pairs.append(("OLLAMA_HOST", f"{url_host(ollama.host)}:{ollama.port}"))
-    return tuple(pairs)
 
 
 def _proxy(host: Host, layout: Layout, name: str) -> ProxyPlan | None:
@@ -206,7 +193,7 @@ def plan_host(spec: Host, facts: HostFacts, name: str | None = None) -> HostPlan
         spec=spec,
         facts=facts,
         layout=layout,
-        distro=_distro(spec, facts.distro),
+        distro=_distro(spec, facts),
         llamacpp=llamacpp,
         servers=servers,
         models=tuple(
@@ -218,9 +205,10 @@ def plan_host(spec: Host, facts: HostFacts, name: str | None = None) -> HostPlan
             for t in sorted({m.chat_template for m in spec.models if m.chat_template is not None})
         ),
         ollama=None if spec.ollama is None else OllamaPlan(
-            spec.ollama, layout.ollama_dropin, OLLAMA_RENDER_PATH, ollama_environment(spec.ollama)
+            spec.ollama, layout.ollama_dropin, OLLAMA_RENDER_PATH, ollama_environment(spec.ollama),
+            ollama_models(spec.ollama),
         ),
-        clients=plan_clients(spec, servers, layout),
+        clients=plan_clients(spec, servers, layout, name),
         proxy=_proxy(spec, layout, name),
         hub=None if spec.hub is None else HubPlan(spec.hub.token_file or "", spec.hub.endpoint),
     )

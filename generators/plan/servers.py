@@ -15,6 +15,7 @@ from generators.plan.flags import server_argv, server_flags
 from generators.plan.layout import Layout, env_render_path, unit_render_path
 from generators.plan.proxy import server_bind
 from generators.spec import Host, Model, Server
+from generators.spec.types import http_url, local_address
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,10 @@ class ServerPlan:
     load_mode: str | None
     environment: Mapping[str, str]
     argv: tuple[str, ...]
+    # Seed 002: the FIM autocomplete server keeps its VRAM. A chat server on the same GPU starts after it
+    # (After=/Wants=/PartOf= these units) and waits for its /health before loading (wait_health; a timeout).
+    after: tuple[str, ...] = ()
+    wait_health: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -111,6 +116,20 @@ def server_env(host: Host, server: Server, gpu: Gpu | None) -> dict[str, str]:
     return {**env, **server.env}
 
 
+HEALTH_WAIT_S = 300  # how long a chat server waits for the FIM server's /health before it loads anyway
+
+
+def first_units(host: Host, facts: HostFacts, layout: Layout, index: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The units a chat server starts after (the autocomplete servers on its GPU) and their /health URLs."""
+    server = host.active_servers[index]
+    gpu = server_gpu(host, facts, server)
+    if server.role != "chat" or gpu is None:
+        return (), ()
+    first = [s for s in host.active_servers if s.role == "autocomplete" and server_gpu(host, facts, s) == gpu]
+    return (tuple(layout.unit_name(s) for s in first),
+            tuple(http_url(local_address(b[0]), b[1], "/health") for b in (server_bind(host, s) for s in first)))
+
+
 def served_model_id(host: Host, server: Server) -> str:
     """The model id llama-server reports on /v1/models: the alias, else the model file's name."""
     if server.alias is not None:
@@ -131,6 +150,7 @@ def plan_server(host: Host, facts: HostFacts, layout: Layout, index: int) -> Ser
     device = device_name(host, facts, gpu)
     mode = load_mode(server, gpu)
     layers, attn = gpu_layers(host, server), flash_attn(host, server)
+    after, wait_health = first_units(host, facts, layout, index)
     model_path = layout.model_path(model)
     mmproj_path = layout.model_path(mmproj) if mmproj is not None else None
     argv = server_argv(
@@ -173,4 +193,6 @@ def plan_server(host: Host, facts: HostFacts, layout: Layout, index: int) -> Ser
         load_mode=mode,
         environment=server_env(host, server, gpu),
         argv=tuple(argv),
+        after=after,
+        wait_health=wait_health,
     )

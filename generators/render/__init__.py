@@ -13,7 +13,13 @@ from generators import data
 from generators.plan.host import HostPlan
 from generators.render.builds import render_build
 from generators.render.clients import render_client
-from generators.render.units import render_env, render_ollama_override, render_proxy_unit, render_unit
+from generators.render.units import (
+    render_env,
+    render_ollama_modelfile,
+    render_ollama_override,
+    render_proxy_unit,
+    render_unit,
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,8 @@ def render_host(plan: HostPlan) -> list[RenderedFile]:
             files.append(RenderedFile(path, data.chat_template_text(name)))
     elif plan.ollama is not None:
         files.append(RenderedFile(plan.ollama.render_path, render_ollama_override(plan.ollama)))
+        files += [RenderedFile(m.render_path, render_ollama_modelfile(m)) for m in plan.ollama.models
+                  if m.render_path is not None]
     if plan.proxy is not None:
         files.append(RenderedFile(plan.proxy.render_path, render_proxy_unit(plan.proxy.unit)))
     if plan.clients is not None:

@@ -35,12 +35,19 @@ def _read_key(key: ClientKey) -> str:
 
 
 def _chat(plan: ClientsPlan) -> Endpoint:
+    """Continue's chat model."""
     assert plan.chat is not None
     return plan.chat
 
 
+def _agent(plan: ClientsPlan) -> Endpoint:
+    """The endpoint of the agents (OpenCode, pi, Claude Code): at least clients.agent_min_ctx per session."""
+    assert plan.agent is not None
+    return plan.agent
+
+
 def opencode(plan: ClientsPlan) -> dict[str, Any]:
-    chat = _chat(plan)
+    chat = _agent(plan)
     assert plan.opencode_tools is not None
     model: dict[str, Any] = {"name": chat.label}
     if chat.context:  # unknown for ctx: native until the GGUF is read; OpenCode then uses its own defaults
@@ -67,7 +74,7 @@ def opencode(plan: ClientsPlan) -> dict[str, Any]:
 
 
 def pi(plan: ClientsPlan) -> dict[str, Any]:
-    chat = _chat(plan)
+    chat = _agent(plan)
     return {
         "providers": {
             PROVIDER: {
@@ -126,7 +133,7 @@ def _continue_secret(key: ClientKey) -> str:
 
 
 def claude_code(plan: ClientsPlan) -> dict[str, Any]:
-    chat = _chat(plan)
+    chat = _agent(plan)
     config: dict[str, Any] = {
         "env": {
             "ANTHROPIC_BASE_URL": chat.base,  # llama-server (and Ollama) serve Anthropic's /v1/messages here
@@ -135,6 +142,11 @@ def claude_code(plan: ClientsPlan) -> dict[str, Any]:
             "ANTHROPIC_DEFAULT_HAIKU_MODEL": chat.model_id,
         }
     }
+    if chat.context:
+        # Claude Code assumes a 200K window for a model it does not know: compact within what the server serves
+        # (capped at the model's window by Claude Code itself) and keep each answer inside it.
+        config["env"]["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] = str(chat.context)
+        config["env"]["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(chat.output)
     if chat.key is not None:
         # The helper's output is the key; ANTHROPIC_AUTH_TOKEN would win over it, so the merge removes it (null).
         config["env"]["ANTHROPIC_AUTH_TOKEN"] = None

@@ -26,6 +26,7 @@ class Templates(str, enum.Enum):
     server_unit = "llama-server.service.j2"
     server_env = "llama-server.env.j2"
     ollama_override = "ollama-override.conf.j2"
+    ollama_modelfile = "ollama-modelfile.j2"
     sse_proxy_unit = "sse-proxy.service.j2"
     build_base = "build-base.sh.j2"  # extended by the per-backend build scripts
     build_cpu = "build-cpu.sh.j2"

@@ -5,9 +5,31 @@ from __future__ import annotations
 
 from generators.errors import SpecError
 from generators.plan.host import OllamaPlan
+from generators.plan.ollama import OllamaModel
 from generators.plan.proxy import ProxyUnit, problems, proxy_argv
-from generators.plan.servers import ServerPlan
+from generators.plan.servers import HEALTH_WAIT_S, ServerPlan
 from generators.render.templating import Templates, argv_lines, render
+
+
+# ExecStartPre of a chat server that starts after the FIM server (seed 002): poll each URL until it answers 200,
+# at most argv[2] seconds (then exit 1; the unit's "-" prefix lets the chat server load anyway). Python's stdlib
+# only: every host has python3 (Ansible needs it); exec() because a unit line cannot hold the loop's line breaks.
+HEALTH_WAIT = (
+    "import sys,time,urllib.request as r\n"
+    "u,d=sys.argv[1],time.monotonic()+float(sys.argv[2])\n"
+    "while time.monotonic()<d:\n"
+    " try:\n"
+    "  if r.urlopen(u,timeout=5).status==200:sys.exit(0)\n"
+    " except OSError:pass\n"
+    " time.sleep(1)\n"
+    "sys.exit('llamafleet: '+u+' not healthy after '+sys.argv[2]+' s: starting anyway')"
+)
+PYTHON = "/usr/bin/python3"
+
+
+def health_wait_argv(url: str, seconds: int = HEALTH_WAIT_S) -> list[str]:
+    """The argv that waits for one server's /health (one ExecStartPre=)."""
+    return [PYTHON, "-c", f"exec({HEALTH_WAIT!r})", url, str(seconds)]
 
 
 def render_unit(plan: ServerPlan) -> str:
@@ -17,6 +39,9 @@ def render_unit(plan: ServerPlan) -> str:
         model=plan.model,
         exec_lines=argv_lines(plan.argv),
         env_file=plan.env_file,
+        after=plan.after,
+        wait_lines=[" ".join(argv_lines(health_wait_argv(u))) for u in plan.wait_health],
+        start_timeout=HEALTH_WAIT_S * max(1, len(plan.wait_health)) + 90,
     )
 
 
@@ -37,3 +62,8 @@ def render_proxy_unit(unit: ProxyUnit) -> str:
 
 def render_ollama_override(plan: OllamaPlan) -> str:
     return render(Templates.ollama_override, pairs=list(plan.environment))
+
+
+def render_ollama_modelfile(model: OllamaModel) -> str:
+    """A derived model's Modelfile: the pulled tag with its own num_ctx (names match OLLAMA_MODEL_RE: plain)."""
+    return render(Templates.ollama_modelfile, model=model)

@@ -490,6 +490,10 @@ class Ollama(_Model):
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "q8_0"
     num_parallel: Annotated[int, Field(ge=1, le=64)] = 1
     context_length: Annotated[int, Field(ge=2048, le=1_048_576)] | None = None
+    # Per-model context (a model served with another window than context_length): llamafleet creates a derived
+    # model with `PARAMETER num_ctx N` (Ollama's OpenAI endpoint ignores a request's num_ctx) and clients use it.
+    contexts: dict[Annotated[str, Field(pattern=OLLAMA_MODEL_RE)],
+                   Annotated[int, Field(ge=2048, le=1_048_576)]] = Field(default_factory=dict)
     keep_alive: Annotated[str, Field(pattern=KEEP_ALIVE_RE)] | None = None
     host: str = "127.0.0.1"
     port: Port = 11434
@@ -514,6 +518,9 @@ class Ollama(_Model):
             value = getattr(self, role)
             if value is not None and value not in self.models:
                 raise ValueError(f"{role} {value!r} is not in models ({', '.join(self.models)})")
+        for name in self.contexts:
+            if name not in self.models:
+                raise ValueError(f"contexts: {name!r} is not in models ({', '.join(self.models)})")
         return self
 
 
@@ -544,6 +551,9 @@ class Clients(_Model):
     pi: PiClient | None = None
     continue_: ContinueClient | None = Field(None, alias="continue")
     claude_code: ClaudeCodeClient | None = None
+    # The smallest context per session OpenCode and pi may be pointed at (seed 002: "at least 64K" for an agent
+    # loop); a host that only has a small server (the demo's SmolLM2, 8K trained) lowers it on purpose.
+    agent_min_ctx: Annotated[int, Field(ge=1024, le=1_048_576)] = 65536
 
     @field_validator("home")
     @classmethod

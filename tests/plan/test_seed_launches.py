@@ -134,14 +134,16 @@ def test_004_text_keeps_kv_in_host_ram_with_small_batches() -> None:
     # - --no-kv-offload: the seed's own "speed tax" section runs 131K with it ("the only way I could fit 131K");
     #   its final one-liner dropped it, which would put 131K of KV back on the 8 GB card.
     # - --parallel: not given by the seed either (llama-server's auto).
-    expected = seed(SEED_004_TEXT, host="127.0.0.1", no_kv_offload=None)
+    # - KV q8_0: the seed's evaluation supersedes its launch ("q4_0 KV is a hard floor", "KV cache >= q8_0").
+    expected = seed(SEED_004_TEXT, host="127.0.0.1", no_kv_offload=None, cache_type_k="q8_0", cache_type_v="q8_0")
     expected["--no-kv-offload"] = None
     assert rendered(parse("rtx4060-laptop")) == expected
 
 
 def test_004_vision_preset_is_the_seed_multimodal_launch() -> None:
     host = parse_tweaked("rtx4060-laptop", {"servers": [{**_server0("rtx4060-laptop"), "preset": "vision"}]})
-    assert rendered(host) == seed(SEED_004_VISION, host="127.0.0.1")
+    # KV q8_0, not the launch's q4_0: the seed's evaluation ("KV cache >= q8_0")
+    assert rendered(host) == seed(SEED_004_VISION, host="127.0.0.1", cache_type_k="q8_0", cache_type_v="q8_0")
 
 
 def test_004_vision_batches_are_smaller_than_text() -> None:
@@ -159,7 +161,8 @@ def test_002_rtx3070_runs_autocomplete_and_chat_on_two_ports() -> None:
     assert (chat["--port"], auto["--port"]) == ("8080", "8081")
     assert chat["--model"] == "qwen2.5-coder-14b-instruct-q4_k_m.gguf"
     assert auto["--model"] == "qwen2.5-coder-7b-instruct-q4_k_m.gguf"
-    assert auto["--n-gpu-layers"] == "99" and chat["--n-gpu-layers"] == "auto"
+    # the chat server gets the planner's explicit layer count (tests/render/test_seed_conclusions.py checks it)
+    assert auto["--n-gpu-layers"] == "99" and chat["--n-gpu-layers"] == "14"
 
 
 @pytest.mark.parametrize(

@@ -77,7 +77,7 @@ def test_without_a_proxy_nothing_moves() -> None:
 def test_proxy_fronts_the_named_server_on_its_chosen_port() -> None:
     host = parse_tweaked("t1200-laptop", {
         "servers": [
-            {"name": "main", "model": "qwen2.5-3b", "ctx": 4096},
+            {"name": "main", "model": "qwen2.5-3b", "ctx": 32768},  # OpenCode's server: the host's agent minimum
             {"name": "fim", "model": "qwen2.5-3b", "role": "autocomplete", "port": 8012, "ctx": 4096},
         ],
         "sse_proxy": {"server": "fim", "upstream_port": 18012, "keepalive": "drop", "split_open_brace": True,
@@ -96,7 +96,7 @@ def test_proxy_fronts_the_named_server_on_its_chosen_port() -> None:
 
 def test_public_server_keeps_its_address_for_the_proxy_and_llama_server_goes_to_loopback() -> None:
     host = parse_tweaked("t1200-laptop", {
-        "servers": [{"name": "main", "model": "qwen2.5-3b", "ctx": 4096, "host": "0.0.0.0",
+        "servers": [{"name": "main", "model": "qwen2.5-3b", "ctx": 32768, "host": "0.0.0.0",
                      "api_key_file": "/etc/llamafleet/key"}],
     })
     assert bind(host) == ("127.0.0.1", "9080")

@@ -27,7 +27,7 @@ LLAMA: dict[str, Any] = {
         {"name": "fim", "role": "autocomplete", "model": "m", "host": "::1", "port": 8090},
     ],
     "sse_proxy": {"server": "main"},
-    "clients": {"user": "dev", "home": "/home/dev", "opencode": {}, "pi": {}, "continue": {}, "claude_code": {}},
+    "clients": {"user": "dev", "home": "/home/dev", "agent_min_ctx": 4096, "opencode": {}, "pi": {}, "continue": {}, "claude_code": {}},
 }
 
 OLLAMA: dict[str, Any] = {
@@ -35,7 +35,7 @@ OLLAMA: dict[str, Any] = {
     "engine": "ollama",
     "distro": {"name": "debian", "version": "13"},
     "ollama": {"models": ["qwen3:8b"], "chat_model": "qwen3:8b", "host": "::1"},
-    "clients": {"user": "dev", "home": "/home/dev", "opencode": {}, "continue": {}},
+    "clients": {"user": "dev", "home": "/home/dev", "agent_min_ctx": 4096, "opencode": {}, "continue": {}},
 }
 
 URL = re.compile(r"http://[^\s\"'`]+")  # the local endpoints (https ones are schema URLs)

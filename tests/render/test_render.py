@@ -157,17 +157,20 @@ def test_ollama_override_carries_the_seed_settings() -> None:
         'Environment="OLLAMA_FLASH_ATTENTION=1"',
         'Environment="OLLAMA_KV_CACHE_TYPE=q8_0"',
         'Environment="OLLAMA_NUM_PARALLEL=1"',
+        'Environment="OLLAMA_CONTEXT_LENGTH=65536"',
         'Environment="OLLAMA_HOST=127.0.0.1:11434"',
     ]
     manifest = json.loads(files["manifest.json"].content)
     assert manifest["engine"] == "ollama" and manifest["llamacpp"] is None and manifest["servers"] == []
     assert manifest["ollama"]["dropin"] == "/etc/systemd/system/ollama.service.d/override.conf"
-    assert manifest["distro"]["packages"] == ["ollama"]
+    assert manifest["distro"]["packages"] == ["ollama", "ollama-rocm"]  # Arch, an AMD GPU: the ROCm runner
 
 
 def test_ollama_context_length_for_agent_loops() -> None:
-    content = render("rtx3070-ollama")["ollama/override.conf"].content
-    assert 'Environment="OLLAMA_CONTEXT_LENGTH=65536"' in content
+    files = render("rtx3070-ollama")
+    assert 'Environment="OLLAMA_CONTEXT_LENGTH=8192"' in files["ollama/override.conf"].content
+    modelfile = files["ollama-models/qwen2.5-coder_14b-ctx65536.Modelfile"].content
+    assert "FROM qwen2.5-coder:14b\nPARAMETER num_ctx 65536\n" in modelfile
 
 
 def test_opencode_config_points_at_v1_with_limits_and_lite_tools() -> None:
@@ -214,7 +217,7 @@ def test_continue_config_for_ollama_uses_the_ollama_provider() -> None:
     chat, auto = config["models"]
     assert (chat["provider"], chat["model"], chat["apiBase"]) == (
         "ollama",
-        "qwen2.5-coder:14b",
+        "qwen2.5-coder:14b-ctx65536",  # the derived model with its own num_ctx
         "http://127.0.0.1:11434",
     )
     assert (auto["provider"], auto["model"]) == ("ollama", "qwen2.5-coder:7b")

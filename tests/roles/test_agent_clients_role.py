@@ -75,6 +75,10 @@ def test_role_merges_keeps_user_settings_backs_up_and_is_idempotent(tmp_path: Pa
     assert len(backups) == 1 and json.loads(backups[0].read_text())["theme"] == "tokyonight"
     claude = json.loads((home / ".claude/settings.json").read_text())
     assert claude["env"]["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:8080"
+    # the limits of the server they point at (strix-halo: ctx 65536, parallel 1), as merged into the user's files
+    assert merged["provider"]["llamafleet"]["models"]["coder-qwen"]["limit"] == {"context": 65536, "output": 16384}
+    assert (claude["env"]["CLAUDE_CODE_AUTO_COMPACT_WINDOW"], claude["env"]["CLAUDE_CODE_MAX_OUTPUT_TOKENS"]) == (
+        "65536", "16384")
     assert oct((home / ".claude/settings.json").stat().st_mode & 0o777) == "0o600"
     again = run_role(tmp_path, home)
     assert again.returncode == 0, again.stdout + again.stderr

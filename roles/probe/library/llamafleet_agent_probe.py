@@ -185,7 +185,8 @@ def content_problem(got: str, want: str = AGENT_CONTENT) -> str | None:
         return ("its content holds U+FFFD (a broken UTF-8 character): agents would write '\ufffd' into the file "
                 f"({quote_text(got)})")
     for char, escaped, name in (("\n", "\\n", "newlines"), ("\t", "\\t", "tabs"), ('"', '\\"', "double quotes")):
-        if escaped in got and escaped not in want and got.count(char) < want.count(char):
+        if escaped in got and escaped not in want and (
+                got.count(char) < want.count(char) or got.replace(escaped, char) in (want, want + "\n")):
             return (f"its content is double-escaped: literal {escaped} where {name} were asked, so agents would "
                     f"write literal {escaped} into files ({quote_text(got)})")
     missing = [c for c in dict.fromkeys(want) if c not in got]

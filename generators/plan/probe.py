@@ -2,8 +2,9 @@
 
 Decided from the server's plan and the model catalog (``generators/data/model_facts.yaml``):
 
-- ``agent_probe``: ``servers[].agent_probe`` when set, else ``strict`` for a model the catalog marks ``tools: true``
-  (it calls tools by itself) and ``warn`` for any other model (``tools: false``, or not in the catalog);
+- ``agent_probe``: ``servers[].agent_probe`` when set, else ``off`` for an autocomplete server (agents do not use
+  it), ``strict`` for a model the catalog marks ``tools: true`` (it calls tools by itself) and ``warn`` for any
+  other model (``tools: false``, or not in the catalog);
 - the context of each slot, by llama.cpp's own rule (b11434 ``src/llama-context.cpp``): ``--ctx-size`` padded to
   256; without a unified KV each of the ``--parallel`` slots gets that divided by the slots, padded to 256 again;
   with one (``sessions: shared``, or ``--parallel`` left to llama-server: its auto is 4 slots sharing one pool)
@@ -56,6 +57,13 @@ def calls_tools(model: Model) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+def default_agent_probe(server: Server, model: Model) -> str:
+    """``off`` for an autocomplete server (agents do not use it), else strict for a tool-calling model, else warn."""
+    if server.role == "autocomplete":
+        return "off"
+    return "strict" if calls_tools(model) else "warn"
+
+
 def slots(server: Server) -> tuple[int, bool]:
     """The slots llama-server runs and whether they share one unified KV pool."""
     if server.sessions == "shared" or server.parallel == "auto":
@@ -89,7 +97,7 @@ def tools_template(server: Server, model: Model) -> bool:
 def plan_probe(host: Host, server: Server, model: Model, served_model: str) -> ProbePlan:
     """The probe block of one (non-router) server: one model, the one it serves."""
     assert host.llamacpp is not None
-    severity = server.agent_probe or ("strict" if calls_tools(model) else "warn")
+    severity = server.agent_probe or default_agent_probe(server, model)
     return ProbePlan(
         agent_probe=severity,
         models=(ProbeModel(served_model, n_ctx_slot(server, model), served_model),),

@@ -439,7 +439,8 @@ class Server(_Tunables):
     presets: dict[Name, Preset] = Field(default_factory=dict)
     agent_probe: Literal["strict", "warn", "off"] | None = Field(
         None, description="the agent probe (tool_choice auto, a write_file call checked byte for byte): strict fails "
-        "the host, warn warns, off skips it; default strict for models the catalog marks tools: true, else warn"
+        "the host, warn warns, off skips it; default off for autocomplete servers, strict for models the catalog "
+        "marks tools: true, else warn"
     )
 
     @field_validator("host")

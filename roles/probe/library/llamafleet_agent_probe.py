@@ -170,10 +170,10 @@ def check_forced(answer: Any, name: str = "get_weather") -> tuple[str | None, st
     function = calls[0].get("function") or {}
     if function.get("name") != name:
         return f"forced tool call: called {function.get('name')!r} instead of {name}", ""
-    _, problem = parse_arguments(calls[0])
+    args, problem = parse_arguments(calls[0])
     if problem is not None:
         return f"forced tool call: {name} {problem}", ""
-    return None, f"{name}({function.get('arguments')})"
+    return None, f"{name}({json.dumps(args, ensure_ascii=False)})"  # one line, however the model spaced it
 
 
 def content_problem(got: str, want: str = AGENT_CONTENT) -> str | None:
@@ -465,13 +465,15 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         for m, g in got.items()
     )
     warnings = [problem_line(host, name, [w]) for w in warnings]
+    for warning in warnings:
+        module.warn(warning)
     if failures:
-        module.fail_json(msg=problem_line(host, name, failures), probes=got, warnings=warnings)
+        module.fail_json(msg=problem_line(host, name, failures), probes=got, agent_warnings=warnings)
     return {
         "changed": False,
         "msg": f"host {host}: server {name} at {server['base_url']}: {summary}",
         "probes": got,
-        "warnings": warnings,
+        "agent_warnings": warnings,
     }
 
 

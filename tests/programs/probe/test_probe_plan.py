@@ -75,6 +75,14 @@ def test_a_wrong_agent_probe_is_one_line_naming_host_and_field() -> None:
     assert "'strict', 'warn' or 'off'" in lines[0]
 
 
+def test_an_autocomplete_server_gets_no_agent_probe_unless_asked() -> None:
+    data = copy.deepcopy(BASE)
+    data["servers"].append({"name": "fim", "role": "autocomplete", "model": "m", "port": 8081})
+    assert plan_hostvars("h1", {"llamafleet": data}).servers[1].probe.agent_probe == "off"
+    data["servers"][1]["agent_probe"] = "warn"
+    assert plan_hostvars("h1", {"llamafleet": data}).servers[1].probe.agent_probe == "warn"
+
+
 @pytest.mark.parametrize("host", EXAMPLE_HOSTS)
 def test_every_seed_host_gets_the_catalog_default(host: str) -> None:
     """Models the seeds saw call tools are strict; seed 000's Qwen2.5 Coder ("never a parseable tool call") warns."""
@@ -83,6 +91,7 @@ def test_every_seed_host_gets_the_catalog_default(host: str) -> None:
         model = next(m for m in manifest["models"] if m["name"] == server["model"])
         path = model["path"].rsplit("/", 1)[-1]
         want = "warn" if "coder-" in path.lower() and "qwen2.5" in path.lower() else "strict"
+        want = "off" if server["role"] == "autocomplete" else want  # agents do not use a FIM server
         assert server["probe"]["agent_probe"] == want, (host, server["name"], path)
         assert server["probe"]["build"] == manifest["llamacpp"]["build"]
     assert raw_vars(host)  # the host_vars file exists

@@ -58,7 +58,10 @@ options:
   server: {type: dict, required: true, description: The server's manifest entry (name, base_url, api_key_file, probe).}
   prompt: {type: str, default: Say hello in one short sentence., description: The chat probe's prompt.}
   max_tokens: {type: int, default: 48, description: The most tokens the chat probe may generate.}
-  tool_prompt: {type: str, default: Call get_weather for Oslo. Reply with JSON only., description: The forced probe's prompt.}
+  tool_prompt:
+    type: str
+    default: Call get_weather for Oslo. Reply with JSON only.
+    description: The forced probe's prompt.
   tool_max_tokens: {type: int, default: 300, description: The most tokens the forced tool probe may generate.}
   agent_max_tokens: {type: int, default: 2048, description: The most tokens the agent probe may generate.}
   agent_stream: {type: bool, default: true, description: Also stream the agent request and check the reassembled call.}
@@ -347,7 +350,8 @@ class Probe:
             return None, f"{what}: the answer is not JSON"
 
     def stream(self, what: str, body: dict[str, Any]) -> tuple[Any, str | None]:
-        resp, info = fetch_url(self.module, f"{self.base_url}/chat/completions", data=json.dumps({**body, "stream": True}).encode(),
+        data = json.dumps({**body, "stream": True}).encode()
+        resp, info = fetch_url(self.module, f"{self.base_url}/chat/completions", data=data,
                                headers=self.headers, method="POST", timeout=self.timeout)
         if resp is None or info.get("status") != 200:
             return None, self._error(what, info)
@@ -459,9 +463,10 @@ def run(module: AnsibleModule) -> dict[str, Any]:
         if result["agent"] is not None:
             (failures if plan["agent_probe"] == "strict" else warnings).append(
                 result["agent"] + ("" if plan["agent_probe"] == "strict" else " (agent_probe: warn)"))
+    no_agent = "off" if plan["agent_probe"] == "off" else "failed (see the warning)"
     summary = "; ".join(
         f"{m}: chat {quote_text(g.get('chat'), 40)}, forced {g.get('forced') or '-'}, "
-        f"agent {g.get('agent') or ('off' if plan['agent_probe'] == 'off' else 'failed (see the warning)')}, /props {g.get('props') or '-'}"
+        f"agent {g.get('agent') or no_agent}, /props {g.get('props') or '-'}"
         for m, g in got.items()
     )
     warnings = [problem_line(host, name, [w]) for w in warnings]

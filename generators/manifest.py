@@ -16,6 +16,7 @@ from generators.plan.builds import BuildPlan
 from generators.plan.clients import ClientsPlan
 from generators.plan.host import HostPlan, ProxyPlan
 from generators.plan.layout import MANIFEST_PATH, SSE_PROXY_UNIT
+from generators.plan.probe import ProbePlan
 from generators.plan.servers import ServerPlan
 from generators.render import RenderedFile
 from generators.spec.types import http_url, local_address
@@ -137,6 +138,30 @@ class ModelEntry(TypedDict):
     source: dict[str, Any]
 
 
+class ProbeModelEntry(TypedDict):
+    #: the model name the probes send as ``model`` (the served model id)
+    name: str
+    #: the context each slot must report (/slots ``n_ctx``, /props ``default_generation_settings.n_ctx``): llama.cpp's
+    #: rule, ``--ctx-size`` padded to 256 and shared by the slots unless their KV is unified; 0 = unknown, not compared
+    n_ctx_slot: int
+    #: the ``model_alias`` /props must report
+    alias: str
+
+
+class ProbeEntry(TypedDict):
+    #: strict | warn | off: what the agent probe (tool_choice auto, a write_file call checked exactly) does when the
+    #: model does not call the tool right by itself: fail the host, warn, or not run
+    agent_probe: str
+    #: every model the server serves (one for a normal server; a router lists each)
+    models: list[ProbeModelEntry]
+    #: the slots (/props ``total_slots``, the /slots list)
+    slots: int
+    #: the llama.cpp build number that must serve it (/props ``build_info`` ``b<build>-<commit>``)
+    build: int
+    #: whether the served template must take tools (/props ``chat_template_caps.supports_tool_calls``)
+    tools_template: bool
+
+
 class ServerEntry(TypedDict):
     #: the server's name
     name: str
@@ -186,6 +211,8 @@ class ServerEntry(TypedDict):
     presets: list[str]
     #: the option names of its command line (what the installed binary's --help must know)
     flags: list[str]
+    #: what its probes expect, and how strict the agent probe is
+    probe: ProbeEntry
 
 
 class OllamaEntry(TypedDict):
@@ -366,6 +393,16 @@ def _llamacpp(plan: HostPlan) -> LlamaCppEntry | None:
     }
 
 
+def _probe(probe: ProbePlan) -> ProbeEntry:
+    return {
+        "agent_probe": probe.agent_probe,
+        "models": [{"name": m.name, "n_ctx_slot": m.n_ctx_slot, "alias": m.alias} for m in probe.models],
+        "slots": probe.slots,
+        "build": probe.build,
+        "tools_template": probe.tools_template,
+    }
+
+
 def _server(s: ServerPlan) -> ServerEntry:
     return {
         "name": s.name,
@@ -392,6 +429,7 @@ def _server(s: ServerPlan) -> ServerEntry:
         "preset": s.declared.preset,
         "presets": sorted(s.declared.presets),
         "flags": s.flags,
+        "probe": _probe(s.probe),
     }
 
 

@@ -13,6 +13,7 @@ from generators.facts import Gpu, HostFacts
 from generators.plan import backends
 from generators.plan.flags import server_argv, server_flags
 from generators.plan.layout import Layout, env_render_path, unit_render_path
+from generators.plan.probe import ProbePlan, plan_probe
 from generators.plan.proxy import server_bind
 from generators.spec import Host, Model, Server
 from generators.spec.types import http_url, local_address
@@ -48,6 +49,7 @@ class ServerPlan:
     load_mode: str | None
     environment: Mapping[str, str]
     argv: tuple[str, ...]
+    probe: ProbePlan  # what its probes expect (/props, /slots) and how strict the agent probe is
     # Seed 002: the FIM autocomplete server keeps its VRAM. A chat server on the same GPU starts after it
     # (After=/Wants=/PartOf= these units) and waits for its /health before loading (wait_health; a timeout).
     after: tuple[str, ...] = ()
@@ -149,6 +151,7 @@ def plan_server(host: Host, facts: HostFacts, layout: Layout, index: int) -> Ser
     bind = server_bind(host, server)
     device = device_name(host, facts, gpu)
     mode = load_mode(server, gpu)
+    served = served_model_id(host, server)
     layers, attn = gpu_layers(host, server), flash_attn(host, server)
     after, wait_health = first_units(host, facts, layout, index)
     model_path = layout.model_path(model)
@@ -185,7 +188,7 @@ def plan_server(host: Host, facts: HostFacts, layout: Layout, index: int) -> Ser
         bind_port=bind[1],
         client_host=server.host,
         client_port=server.port,
-        served_model=served_model_id(host, server),
+        served_model=served,
         model_path=model_path,
         mmproj_path=mmproj_path,
         gpu_layers=layers,
@@ -193,6 +196,7 @@ def plan_server(host: Host, facts: HostFacts, layout: Layout, index: int) -> Ser
         load_mode=mode,
         environment=server_env(host, server, gpu),
         argv=tuple(argv),
+        probe=plan_probe(host, server, model, served),
         after=after,
         wait_health=wait_health,
     )

@@ -437,6 +437,11 @@ class Server(_Tunables):
     device: Annotated[str, Field(pattern=GPU_NAME_RE)] | None = None
     preset: Name | None = None
     presets: dict[Name, Preset] = Field(default_factory=dict)
+    agent_probe: Literal["strict", "warn", "off"] | None = Field(
+        None, description="the agent probe (tool_choice auto, a write_file call checked byte for byte): strict fails "
+        "the host, warn warns, off skips it; default off for autocomplete servers, strict for models the catalog "
+        "marks tools: true, else warn"
+    )
 
     @field_validator("host")
     @classmethod

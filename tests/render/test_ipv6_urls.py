@@ -92,8 +92,10 @@ def test_roles_take_urls_from_the_manifest(host: str) -> None:
     root = Path(__file__).resolve().parents[2]
     health = (root / "roles/llama_server/tasks/health.yml").read_text()
     probe = (root / "roles/probe/tasks/main.yml").read_text()
+    module = (root / "roles/probe/library/llamafleet_agent_probe.py").read_text()  # the probe role's requests
     assert "item.health_url" in health and "http://" not in health
-    assert "item.base_url" in probe and "http://" not in probe
+    assert 'server: "{{ item }}"' in probe and "http://" not in probe
+    assert 'Probe(module, server["base_url"], key)' in module and "http://" not in module
     data = copy.deepcopy(LLAMA)
     for s in data["servers"]:
         s["host"] = host

@@ -3,7 +3,7 @@
 * llama_server's api_keys tasks create a missing key file (0600, the service user's, 43 URL-safe random
   characters), never overwrite one that exists, and refuse one others can read, in one line naming host and file;
 * the probe role sends the key to a real llama-server started with --api-key-file, so a keyed server passes its
-  own probes (and the server does refuse a request without it);
+  own probes, /props and /slots included (and the server does refuse a request without it);
 * agent_clients copies the key for the login user and its configs reference that copy;
 * at -vvv, with and without --check --diff, neither the server's key nor a key of the user's own config appears
   anywhere in the output, while --check --diff still names what would change.
@@ -152,8 +152,10 @@ def keyed_server(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     key_file.chmod(0o600)
     port = _free_port()
     log = (tmp_path / "server.log").open("w")
+    template = ROOT / "generators/data/chat_templates/chatml-json-tools.jinja"  # SmolLM2's own has no tool block
     proc = subprocess.Popen([binary, "-m", model, "--host", "127.0.0.1", "--port", str(port), "--api-key-file",
-                             str(key_file), "-c", "2048", "--alias", "coder-qwen", "-np", "1"],
+                             str(key_file), "-c", "2048", "--alias", "coder-qwen", "-np", "1", "--jinja",
+                             "--chat-template-file", str(template)],
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         for _ in range(600):  # /health answers 200 once the model is loaded (it needs no key)
@@ -174,25 +176,31 @@ def keyed_server(tmp_path: Path) -> Iterator[tuple[Path, int]]:
 
 def test_a_keyed_server_passes_its_probes_and_refuses_requests_without_the_key(
         tmp_path: Path, keyed_server: tuple[Path, int]) -> None:
-    """Both probes get through with the key read on the host (HTTP 200), and the same probes without it get 401.
+    """Every probe gets through with the key read on the host, and the same probes without it get 401.
 
-    SmolLM2-135M (the one model on the test machine) answers but does not make the tool call, so the role's check
-    fails on that; what this test pins is the authentication: the status of both requests, and no key printed."""
+    The server is SmolLM2-135M with a tools template, planned as it runs (2048 context, one slot, alias coder-qwen):
+    chat, the forced call and /props, /slots pass; SmolLM2 never calls write_file by itself, so the agent probe
+    (agent_probe: warn here) passes with its warning."""
     key_file, port = keyed_server
     request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models")
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 401
-    short = ("-e", "probe_max_tokens=8", "-e", "probe_tool_max_tokens=8")
+    short = ("-e", "probe_max_tokens=8", "-e", "probe_tool_max_tokens=100", "-e", "probe_agent_max_tokens=16")
     keyed = rendered(tmp_path, key_file, port)
+    keyed["manifest"]["servers"][0]["probe"] |= {
+        "agent_probe": "warn", "slots": 1, "tools_template": True,
+        "models": [{"name": "coder-qwen", "n_ctx_slot": 2048, "alias": "coder-qwen"}]}
     done = play(tmp_path, PROBE_PLAY, {"preflight_rendered": keyed}, "-vvv", *short)
     out = done.stdout + done.stderr
-    assert "HTTP 200/200" in out or "answered" in out, out
+    assert done.returncode == 0 and "failed=0" in recap(done.stdout), out
+    assert "/props n_ctx 2048 x 1 slots, alias coder-qwen" in out and "HTTP 401" not in out, out
     assert SERVER_KEY not in out
     unkeyed = copy.deepcopy(keyed)
     unkeyed["manifest"]["servers"][0]["api_key_file"] = None
     without = play(tmp_path, PROBE_PLAY, {"preflight_rendered": unkeyed}, *short)
-    assert without.returncode != 0 and "HTTP 401/401" in without.stdout, without.stdout
+    assert without.returncode != 0, without.stdout
+    assert "host localhost: server main: chat: HTTP 401: 'Invalid API Key'" in without.stdout, without.stdout
 
 
 def test_nothing_secret_reaches_the_output_at_vvv_and_check_diff_names_the_change(tmp_path: Path) -> None:

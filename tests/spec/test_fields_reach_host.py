@@ -163,6 +163,7 @@ FIELDS: dict[str, Case] = {
     "servers.host": demo(put("servers.0.host", "::1")),
     "servers.port": demo(put("servers.0.port", 8090)),
     "servers.api_key_file": demo(put("servers.0.api_key_file", "/etc/llamafleet/api-key")),
+    "servers.agent_probe": demo(put("servers.0.agent_probe", "strict")),  # the manifest's probe block
     "servers.ctx": demo(put("servers.0.ctx", 8192)),
     "servers.parallel": demo(put("servers.0.parallel", 2)),
     "servers.jinja": demo(put("servers.0.jinja", False)),

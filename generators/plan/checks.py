@@ -57,11 +57,12 @@ def proxy_problems(host: Host) -> list[Problem]:
     port = upstream_port(host, fronted)
     if port > 65535:
         return [Problem(f"{where}.upstream_port", f"server {fronted.name}'s port {fronted.port} + 1000 is above "
-                                                  "65535: set upstream_port")]
+                                                  "65535: set upstream_port (or sse_proxy: false)")]
     taken = [s.name for s in host.active_servers if s.port == port]
     if taken:
         return [Problem(f"{where}.upstream_port", f"port {port} is used by server {taken[0]} (llama-server "
-                                                  "moves there behind the proxy: pick a free port)")]
+                                                  "moves there behind the proxy: pick a free upstream_port, or "
+                                                  "sse_proxy: false)")]
     return []
 
 

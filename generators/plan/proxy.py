@@ -1,4 +1,10 @@
-"""The SSE-repair proxy's plan: which server it fronts, where it listens, where llama-server moves, its command.
+"""The proxy's plan: which server it fronts, where it listens, where llama-server moves, its command.
+
+On by default for every llama.cpp host with a chat server (``sse_proxy: false`` turns it off; see
+``spec.schema.Host._proxy_default``): what it was measured to do is make requests wait out a llama-server restart
+(0 failed requests through it, against failures direct: bench/restart_window.py) and end a broken stream with an
+error event; its stream repair never had anything to repair in b11434's tool-call streams
+(tests/programs/proxy/test_proxy_split_survey.py) and stays as a guard for upstreams that do cut characters.
 
 The proxy (the ``llamafleet_sseproxy`` package the sse_proxy role installs under ``install_dir``) takes the port the
 agents use and forwards to llama-server, moved behind it on loopback. :mod:`generators.render.units` writes the
@@ -113,11 +119,13 @@ def proxy_argv(unit: ProxyUnit) -> list[str]:
 
 
 def fronted_server(host: Host) -> Server | None:
-    """The server the SSE-repair proxy fronts (None without a proxy, or naming no server)."""
+    """The server the proxy fronts: ``sse_proxy.server``, else the first chat server (the kind agents use; every
+    host with servers has one, spec/checks.py). None without a proxy, or when the name matches no server."""
     if host.sse_proxy is None or not host.servers:
         return None
-    name = host.sse_proxy.server or host.active_servers[0].name
-    return next((s for s in host.active_servers if s.name == name), None)
+    if host.sse_proxy.server is None:
+        return next((s for s in host.active_servers if s.role == "chat"), None)
+    return next((s for s in host.active_servers if s.name == host.sse_proxy.server), None)
 
 
 def upstream_port(host: Host, server: Server) -> int:

@@ -567,10 +567,13 @@ class Clients(_Model):
 
 
 class SseProxy(_Model):
-    """The SSE-repair proxy (llama.cpp #22722, seed 000) in front of one llama-server: the proxy takes the
-    server's host and port, the ones agents use, and that llama-server moves behind it to 127.0.0.1:upstream_port."""
+    """The llamafleet proxy in front of one llama-server: the proxy takes the server's host and port, the ones agents
+    use, and that llama-server moves behind it to 127.0.0.1:upstream_port. Measured (tests/programs/proxy/
+    test_proxy_split_survey.py, bench/restart_window.py): requests wait out a llama-server restart instead of
+    failing, and streams pass byte for byte (b11434 never cut a character or escape between events). On by default
+    on llama.cpp hosts; ``sse_proxy: false`` turns it off (see :meth:`Host._proxy_default`)."""
 
-    server: Name | None = Field(None, description="the server it fronts (default: the first)")
+    server: Name | None = Field(None, description="the server it fronts (default: the first chat server)")
     keepalive: Literal["pass", "drop"] = Field("pass", description="SSE ':' keep-alive comments: pass or drop")
     split_open_brace: bool = Field(False, description="send a tool call's opening '{' as its own delta")
     wait_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
@@ -601,6 +604,20 @@ class Host(_Model):
     hub: Hub | None = None
     clients: Clients | None = None
     sse_proxy: SseProxy | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _proxy_default(cls, data: Any) -> Any:
+        """The proxy is on by default where there is a llama-server to front: ``sse_proxy`` absent (or empty, or
+        ``true``) on a llama.cpp host is ``sse_proxy: {}``; ``sse_proxy: false`` turns it off (None from here on)."""
+        if not isinstance(data, dict):
+            return data
+        value = data.get("sse_proxy")
+        if value is False:
+            return {**data, "sse_proxy": None}
+        if value is True or (value is None and data.get("engine", "llamacpp") == "llamacpp"):
+            return {**data, "sse_proxy": {}}
+        return data
 
     @field_validator("models", "servers", mode="before")
     @classmethod

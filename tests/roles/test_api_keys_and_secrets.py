@@ -1,7 +1,8 @@
 """API keys and secrets, run for real (ansible-playbook on this machine, connection local, as root):
 
 * llama_server's api_keys tasks create a missing key file (0600, the service user's, 43 URL-safe random
-  characters), never overwrite one that exists, and refuse one others can read, in one line naming host and file;
+  characters) and never overwrite one that exists; preflight's key_files tasks refuse one others can read, in one
+  line naming host and file;
 * the probe role sends the key to a real llama-server started with --api-key-file, so a keyed server passes its
   own probes, /props and /slots included (and the server does refuse a request without it);
 * agent_clients copies the key for the login user and its configs reference that copy;
@@ -51,6 +52,18 @@ KEY_PLAY = """---
       ansible.builtin.debug:
         msg: restart
       listen: llamafleet restart servers
+"""
+
+PREFLIGHT_KEY_PLAY = """---
+- name: Key file check of preflight
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Check the key files
+      ansible.builtin.include_role:
+        name: preflight
+        tasks_from: key_files
 """
 
 CLIENTS_PLAY = """---
@@ -125,15 +138,19 @@ def test_a_missing_key_file_is_created_once_and_never_replaced(tmp_path: Path) -
 
 
 def test_a_key_file_others_can_read_fails_in_one_line_naming_host_and_file(tmp_path: Path) -> None:
+    """The check is preflight's (before any host changes; tests/roles/test_preflight_key_file.py runs site.yml)."""
     key_file = tmp_path / "main.key"
     key_file.write_text(SERVER_KEY + "\n")
     key_file.chmod(0o644)
-    extra = {"preflight_rendered": rendered(tmp_path, key_file), "service_user_account": account(tmp_path)}
-    done = play(tmp_path, KEY_PLAY, extra)
+    extra = {"preflight_rendered": rendered(tmp_path, key_file), "ansible_become_method": "su"}
+    done = play(tmp_path, PREFLIGHT_KEY_PLAY, extra)
     assert done.returncode != 0
     line = next(ln for ln in done.stdout.splitlines() if "api_key_file" in ln)
     assert f"host localhost: llamafleet.servers[0].api_key_file: {key_file} is mode 0644 owned by root" in line
     assert key_file.read_text() == SERVER_KEY + "\n" and oct(key_file.stat().st_mode & 0o777) == "0o644"
+    kept = play(tmp_path, KEY_PLAY, {**extra, "service_user_account": account(tmp_path)})
+    assert kept.returncode == 0, kept.stdout  # llama_server's own tasks leave an existing key file alone
+    assert oct(key_file.stat().st_mode & 0o777) == "0o644" and key_file.read_text() == SERVER_KEY + "\n"
 
 
 def _free_port() -> int:

@@ -97,7 +97,7 @@ CUSTOM_AMD = both(
 TOOLCHAIN = put("llamacpp.cuda_toolchain", {"nvcc": "12.4", "gcc": "13.2", "glibc": "2.39"})
 BUNDLE = put("llamacpp.cuda_toolchain", {"gcc": "13.2", "glibc": "2.39", "driver": "550.54"})  # no nvcc: the bundle
 SOURCE_PATH = put("llamacpp.source", {"path": "/opt/src/llama.cpp"})
-PROXY_TWO_SERVERS = put("sse_proxy", {})  # rtx3070: two servers, the proxy fronts the first
+PROXY_TWO_SERVERS = put("sse_proxy", {})  # rtx3070: two servers, the proxy fronts the first chat server
 SHARED = put("servers.0.sessions", "shared")
 CODER = "servers.0.presets.coder"  # strix-halo's chosen preset
 
@@ -229,7 +229,7 @@ FIELDS: dict[str, Case] = {
     "clients.claude_code": Case("rtx4090", put("clients.claude_code", {})),
     "clients.agent_min_ctx": Case("t1200-laptop", put("clients.agent_min_ctx", 16384)),
     # the SSE-repair proxy
-    "sse_proxy.server": Case("rtx3070", put("sse_proxy.server", "chat"), PROXY_TWO_SERVERS),
+    "sse_proxy.server": Case("rtx3070", put("sse_proxy.server", "autocomplete"), PROXY_TWO_SERVERS),
     "sse_proxy.keepalive": Case("t1200-laptop", put("sse_proxy.keepalive", "drop")),
     "sse_proxy.split_open_brace": Case("t1200-laptop", put("sse_proxy.split_open_brace", True)),
     "sse_proxy.wait_timeout": Case("t1200-laptop", put("sse_proxy.wait_timeout", 30)),

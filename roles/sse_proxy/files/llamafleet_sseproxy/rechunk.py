@@ -1,10 +1,12 @@
 """Pure re-chunking of an OpenAI chat-completion SSE stream (no I/O).
 
-llama-server streams a tool call's ``arguments`` (itself JSON text) in fragments cut at token boundaries, so a
-fragment can end inside a JSON escape: ``{"content": "a\\`` followed by ``nb"}`` (llama.cpp #22722). Clients that
-parse each partial ``arguments`` (@ai-sdk/openai-compatible, used by OpenCode) then lose the newline. The same can
-happen to ``content`` (structured output parsed as partial JSON), and an upstream can cut a character in two: a
-UTF-16 surrogate pair sent as two ``\\uXXXX`` escapes in two events, or raw UTF-8 bytes split between events.
+A guard. llama.cpp #22722 reported tool-call ``arguments`` (itself JSON text) streamed in fragments that end inside a
+JSON escape (``{"content": "a\\`` then ``nb"}``) and clients losing the newline. Neither held up when measured:
+@ai-sdk/openai-compatible (OpenCode's) concatenates argument deltas, so a split escape arrives intact, and
+llama-server b11434 never split an escape or a character in 36 recorded streams (tests/programs/proxy/
+test_proxy_split_survey.py). What does break such a client is a raw UTF-8 character cut between two events (each
+half becomes U+FFFD). Other upstreams may cut one, as raw bytes, or as a surrogate pair sent as two ``\\uXXXX``
+escapes in two events, and ``content`` may be parsed as partial JSON (structured output).
 
 :class:`StreamRechunker` reads the upstream's bytes and returns bytes for the client in which no ``content``,
 ``reasoning_content`` or ``arguments`` fragment ends inside an escape sequence (``\\X``, ``\\uXXXX``, a surrogate

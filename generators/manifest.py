@@ -16,6 +16,7 @@ from generators.plan.builds import BuildPlan
 from generators.plan.clients import ClientsPlan
 from generators.plan.host import HostPlan, ProxyPlan
 from generators.plan.layout import MANIFEST_PATH, SSE_PROXY_UNIT
+from generators.plan.router import LOAD_ON_STARTUP, RouterPlan
 from generators.plan.servers import ServerPlan
 from generators.render import RenderedFile
 from generators.spec.types import http_url, local_address
@@ -137,6 +138,36 @@ class ModelEntry(TypedDict):
     source: dict[str, Any]
 
 
+class RouterModelEntry(TypedDict):
+    #: the id clients send as ``"model"`` (the preset INI's section name)
+    name: str
+    #: the inventory's model name
+    model: str
+    #: chat | autocomplete
+    role: str
+    #: the alias it is served under, if any (its id when set)
+    alias: str | None
+    #: the context one session gets (ctx // slots); None for ctx: native
+    n_ctx_slot: int | None
+    #: the GGUF's path on the host
+    model_path: str
+    #: whether the router loads it when it starts (``load-on-startup``)
+    load_on_start: bool
+
+
+class RouterEntry(TypedDict):
+    #: the ``--models-preset`` INI on the host
+    preset_file: str
+    #: the INI in the render root
+    render_path: str
+    #: ``--models-max``: how many models stay loaded together (the memory planner's, or router.models_max)
+    models_max: int
+    #: ``--models-autoload``: a request naming an unloaded model loads it
+    autoload: bool
+    #: every model it serves, the default one first
+    models: list[RouterModelEntry]
+
+
 class ServerEntry(TypedDict):
     #: the server's name
     name: str
@@ -184,8 +215,11 @@ class ServerEntry(TypedDict):
     preset: str | None
     #: the presets it defines
     presets: list[str]
-    #: the option names of its command line (what the installed binary's --help must know)
+    #: the option names of its command line and, for a router, of its preset INI's keys (what the installed
+    #: binary's --help must know)
     flags: list[str]
+    #: serve: router: the preset and the models it serves; None for a unit serving one model
+    router: RouterEntry | None
 
 
 class OllamaEntry(TypedDict):
@@ -358,7 +392,40 @@ def _llamacpp(plan: HostPlan) -> LlamaCppEntry | None:
     }
 
 
-def _server(s: ServerPlan) -> ServerEntry:
+def _router(router: RouterPlan | None) -> RouterEntry | None:
+    if router is None:
+        return None
+    startup = router.startup
+    return {
+        "preset_file": router.preset_file,
+        "render_path": router.render_path,
+        "models_max": router.models_max,
+        "autoload": router.autoload,
+        "models": [
+            {
+                "name": m.id,
+                "model": m.plan.model.name,
+                "role": m.plan.role,
+                "alias": m.plan.server.alias,
+                "n_ctx_slot": served.ctx_slot,
+                "model_path": m.plan.model_path,
+                "load_on_start": m.id in startup,
+            }
+            for m, served in ((m, m.plan.served[0]) for m in router.models)
+        ],
+    }
+
+
+def _flags(s: ServerPlan, router: RouterPlan | None) -> list[str]:
+    """The command line's options, then each preset key as the option it is (``--ctx-size``), once each."""
+    flags = list(s.flags)
+    if router is not None:
+        keys = [k for k, _ in router.shared] + [k for m in router.models for k, _ in m.options]
+        flags += [f"--{k}" for k in keys if k != LOAD_ON_STARTUP and f"--{k}" not in flags]
+    return list(dict.fromkeys(flags))
+
+
+def _server(s: ServerPlan, router: RouterPlan | None = None) -> ServerEntry:
     return {
         "name": s.name,
         "role": s.role,
@@ -383,7 +450,8 @@ def _server(s: ServerPlan) -> ServerEntry:
         "expected_device": s.expected_device,
         "preset": s.declared.preset,
         "presets": sorted(s.declared.presets),
-        "flags": s.flags,
+        "flags": _flags(s, router),
+        "router": _router(router),
     }
 
 
@@ -426,6 +494,7 @@ def _rendered_paths(manifest: Manifest) -> list[str]:
         paths += [f["render_path"] for f in manifest["clients"]["files"]]
     if manifest["sse_proxy"] is not None:
         paths.append(manifest["sse_proxy"]["render_path"])
+    paths += [s["router"]["render_path"] for s in manifest["servers"] if s["router"] is not None]
     return paths
 
 
@@ -452,7 +521,8 @@ def build_manifest(plan: HostPlan, files: Sequence[RenderedFile]) -> Manifest:
         "models_dir": plan.layout.models_dir,
         "chat_templates_dir": plan.layout.chat_templates_dir,
         "models": [{"name": m.name, "path": m.path, "source": m.source} for m in plan.models],
-        "servers": [_server(s) for s in plan.servers],
+        "servers": [_server(s, plan.router if plan.router and plan.router.server == s.name else None)
+                    for s in plan.servers],
         "ollama": None
         if plan.ollama is None
         else {

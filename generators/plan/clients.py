@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from generators.plan.layout import CLIENT_FILES, Layout, client_render_path
-from generators.plan.servers import ServerPlan
+from generators.plan.servers import ServedModel, ServerPlan
 from generators.spec import Host
 from generators.spec.types import http_url
 
@@ -80,6 +80,7 @@ class ClientsPlan:
     autocomplete: Endpoint | None
     opencode_tools: str | None  # lite | full | minimal (None: no OpenCode)
     pi_reasoning: bool
+    models: tuple[Endpoint, ...] = ()  # every chat model a client can pick by name, chat first (serve: router)
 
     @property
     def keys(self) -> tuple[ClientKey, ...]:
@@ -115,21 +116,22 @@ CLIENTS = (  # in the order the files render
 )
 
 
-def _llama_endpoint(plan: ServerPlan, home: str) -> Endpoint:
+def _llama_endpoint(plan: ServerPlan, served: ServedModel, home: str) -> Endpoint:
     server = plan.server
-    context: int | None = None
-    if isinstance(server.ctx, int):
-        slots = server.parallel if isinstance(server.parallel, int) and server.sessions != "shared" else 1
-        context = server.ctx // slots
     return Endpoint(
         engine="llamacpp",
         base=http_url(plan.client_host, plan.client_port),
-        model_id=plan.served_model,
-        label=f"{server.model} (llama.cpp, {server.name})",
-        context=context,
-        vision=server.mmproj is not None,
+        model_id=served.id,
+        label=f"{served.model} (llama.cpp, {server.name})",
+        context=served.ctx_slot,
+        vision=served.vision,
         key=None if server.api_key_file is None else client_key(server.name, server.api_key_file, home),
     )
+
+
+def llama_endpoints(servers: tuple[ServerPlan, ...], role: str, home: str) -> list[Endpoint]:
+    """Every model of the host's llama-servers with this role (a router's several, a unit's one), in order."""
+    return [_llama_endpoint(s, m, home) for s in servers for m in s.served if m.role == role]
 
 
 def endpoint(host: Host, servers: tuple[ServerPlan, ...], role: str, home: str) -> Endpoint | None:
@@ -149,8 +151,8 @@ def endpoint(host: Host, servers: tuple[ServerPlan, ...], role: str, home: str) 
             context=ollama.context_length or 4096,  # Ollama's default window is 4096 (seed 002)
             vision=False,
         )
-    server = next((s for s in servers if s.role == role), None)
-    return None if server is None else _llama_endpoint(server, home)
+    found = llama_endpoints(servers, role, home)
+    return found[0] if found else None
 
 
 def plan_clients(host: Host, servers: tuple[ServerPlan, ...], layout: Layout) -> ClientsPlan | None:
@@ -175,4 +177,5 @@ def plan_clients(host: Host, servers: tuple[ServerPlan, ...], layout: Layout) ->
         autocomplete=endpoint(host, servers, "autocomplete", layout.client_home),
         opencode_tools=None if clients.opencode is None else clients.opencode.tools,
         pi_reasoning=clients.pi is not None and clients.pi.reasoning,
+        models=tuple(llama_endpoints(servers, "chat", layout.client_home)),
     )

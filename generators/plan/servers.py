@@ -18,6 +18,18 @@ from generators.spec import Host, Model, Server
 
 
 @dataclass(frozen=True)
+class ServedModel:
+    """One model a llama-server answers for: a unit's one model, or each model of a router (``serve: router``)."""
+
+    id: str  # what clients send as "model" (the alias, else the file name; a router's preset section name)
+    model: str  # the inventory's model name
+    role: str  # chat | autocomplete
+    ctx_slot: int | None  # the context one session gets (ctx // slots); None for ctx: native
+    vision: bool
+    alias: str | None
+
+
+@dataclass(frozen=True)
 class ServerPlan:
     """One llama-server, every value decided."""
 
@@ -47,6 +59,7 @@ class ServerPlan:
     load_mode: str | None
     environment: Mapping[str, str]
     argv: tuple[str, ...]
+    served: tuple[ServedModel, ...]  # every model it answers for (a router: all of them, the default first)
 
     @property
     def name(self) -> str:
@@ -119,10 +132,25 @@ def served_model_id(host: Host, server: Server) -> str:
     return host.model(server.model).filename
 
 
-def plan_server(host: Host, facts: HostFacts, layout: Layout, index: int) -> ServerPlan:
-    """The plan of the host's ``index``-th server (the host must have passed the checks)."""
+def ctx_slot(server: Server) -> int | None:
+    """The context one session gets: ctx over the fixed slots (one pool with sessions: shared); None for native."""
+    if not isinstance(server.ctx, int):
+        return None
+    slots = server.parallel if isinstance(server.parallel, int) and server.sessions != "shared" else 1
+    return server.ctx // slots
+
+
+def served_model(host: Host, server: Server, model_id: str | None = None) -> ServedModel:
+    assert server.model is not None
+    return ServedModel(model_id or served_model_id(host, server), server.model, server.role, ctx_slot(server),
+                       server.mmproj is not None, server.alias)
+
+
+def plan_server(host: Host, facts: HostFacts, layout: Layout, index: int, variant: Server | None = None) -> ServerPlan:
+    """The plan of the host's ``index``-th server (the host must have passed the checks); ``variant``: that server
+    with another of its presets applied (a router plans every preset as a model of its own)."""
     assert host.llamacpp is not None
-    declared, server = host.servers[index], host.active_servers[index]
+    declared, server = host.servers[index], variant or host.active_servers[index]
     assert server.model is not None
     model = host.model(server.model)
     mmproj = host.model(server.mmproj) if server.mmproj is not None else None
@@ -173,4 +201,5 @@ def plan_server(host: Host, facts: HostFacts, layout: Layout, index: int) -> Ser
         load_mode=mode,
         environment=server_env(host, server, gpu),
         argv=tuple(argv),
+        served=(served_model(host, server),),
     )

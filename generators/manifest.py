@@ -168,7 +168,12 @@ class RouterEntry(TypedDict):
     models: list[RouterModelEntry]
 
 
-class ServerEntry(TypedDict):
+class _RouterKey(TypedDict, total=False):
+    #: serve: router: the preset and the models it serves (absent for a unit serving one model)
+    router: RouterEntry
+
+
+class ServerEntry(_RouterKey):
     #: the server's name
     name: str
     #: chat | autocomplete
@@ -218,8 +223,6 @@ class ServerEntry(TypedDict):
     #: the option names of its command line and, for a router, of its preset INI's keys (what the installed
     #: binary's --help must know)
     flags: list[str]
-    #: serve: router: the preset and the models it serves; None for a unit serving one model
-    router: RouterEntry | None
 
 
 class OllamaEntry(TypedDict):
@@ -392,9 +395,7 @@ def _llamacpp(plan: HostPlan) -> LlamaCppEntry | None:
     }
 
 
-def _router(router: RouterPlan | None) -> RouterEntry | None:
-    if router is None:
-        return None
+def _router(router: RouterPlan) -> RouterEntry:
     startup = router.startup
     return {
         "preset_file": router.preset_file,
@@ -426,7 +427,7 @@ def _flags(s: ServerPlan, router: RouterPlan | None) -> list[str]:
 
 
 def _server(s: ServerPlan, router: RouterPlan | None = None) -> ServerEntry:
-    return {
+    entry: ServerEntry = {
         "name": s.name,
         "role": s.role,
         "unit": s.unit,
@@ -451,8 +452,10 @@ def _server(s: ServerPlan, router: RouterPlan | None = None) -> ServerEntry:
         "preset": s.declared.preset,
         "presets": sorted(s.declared.presets),
         "flags": _flags(s, router),
-        "router": _router(router),
     }
+    if router is not None:
+        entry["router"] = _router(router)
+    return entry
 
 
 def _sse_proxy(proxy: ProxyPlan | None) -> SseProxyEntry | None:
@@ -494,7 +497,7 @@ def _rendered_paths(manifest: Manifest) -> list[str]:
         paths += [f["render_path"] for f in manifest["clients"]["files"]]
     if manifest["sse_proxy"] is not None:
         paths.append(manifest["sse_proxy"]["render_path"])
-    paths += [s["router"]["render_path"] for s in manifest["servers"] if s["router"] is not None]
+    paths += [s["router"]["render_path"] for s in manifest["servers"] if "router" in s]
     return paths
 
 

@@ -13,7 +13,7 @@ from generators import data
 from generators.errors import SpecError
 from generators.pipeline import plan_hostvars, render_hostvars
 from generators.plan.fit.router import capacity, model_plans
-from generators.plan.router import ini_options, router_since, shared_options
+from generators.plan.router import ini_options, probe_models, router_since, shared_options
 
 
 def router_vars(host: str, **changes: Any) -> dict[str, Any]:
@@ -172,3 +172,14 @@ def test_ini_options_are_the_command_line_less_what_the_router_owns() -> None:
     assert shared_options([[("model", "/a"), ("jinja", "true"), ("c", "1")],
                            [("model", "/a"), ("jinja", "true"), ("c", "2")]]) == [("jinja", "true")]
     assert shared_options([[("jinja", "true")]]) == []  # one model: everything stays in its own section
+
+
+def test_the_probe_contract_lists_every_model_of_a_router_and_the_one_of_a_unit() -> None:
+    router = plan_hostvars("rtx3070", seed002()).servers[0]
+    assert probe_models(router) == [{"name": "qwen2.5-coder-14b", "n_ctx_slot": 8192, "alias": "qwen2.5-coder-14b"},
+                                    {"name": "qwen2.5-coder-7b", "n_ctx_slot": 4096, "alias": "qwen2.5-coder-7b"}]
+    units = plan_hostvars("rtx3070", raw_vars("rtx3070")).servers
+    assert [probe_models(s) for s in units] == [[{"name": "qwen2.5-coder-7b", "n_ctx_slot": 4096,
+                                                  "alias": "qwen2.5-coder-7b"}],
+                                                [{"name": "qwen2.5-coder-14b", "n_ctx_slot": 8192,
+                                                  "alias": "qwen2.5-coder-14b"}]]

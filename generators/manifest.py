@@ -17,6 +17,7 @@ from generators.plan.clients import ClientsPlan
 from generators.plan.host import HostPlan, ProxyPlan
 from generators.plan.layout import MANIFEST_PATH, SSE_PROXY_UNIT
 from generators.plan.probe import ProbePlan
+from generators.plan.router import LOAD_ON_STARTUP, RouterPlan
 from generators.plan.servers import ServerPlan
 from generators.render import RenderedFile
 from generators.spec.types import http_url, local_address
@@ -146,6 +147,8 @@ class ProbeModelEntry(TypedDict):
     n_ctx_slot: int
     #: the ``model_alias`` /props must report
     alias: str
+    #: its slots (/props ``total_slots``, the /slots list): a router's models each have their own
+    slots: int
 
 
 class ProbeEntry(TypedDict):
@@ -162,7 +165,42 @@ class ProbeEntry(TypedDict):
     tools_template: bool
 
 
-class ServerEntry(TypedDict):
+class RouterModelEntry(TypedDict):
+    #: the id clients send as ``"model"`` (the preset INI's section name)
+    name: str
+    #: the inventory's model name
+    model: str
+    #: chat | autocomplete
+    role: str
+    #: the alias it is served under, if any (its id when set)
+    alias: str | None
+    #: the context one session gets (ctx // slots); None for ctx: native
+    n_ctx_slot: int | None
+    #: the GGUF's path on the host
+    model_path: str
+    #: whether the router loads it when it starts (``load-on-startup``)
+    load_on_start: bool
+
+
+class RouterEntry(TypedDict):
+    #: the ``--models-preset`` INI on the host
+    preset_file: str
+    #: the INI in the render root
+    render_path: str
+    #: ``--models-max``: how many models stay loaded together (the memory planner's, or router.models_max)
+    models_max: int
+    #: ``--models-autoload``: a request naming an unloaded model loads it
+    autoload: bool
+    #: every model it serves, the default one first
+    models: list[RouterModelEntry]
+
+
+class _RouterKey(TypedDict, total=False):
+    #: serve: router: the preset and the models it serves (absent for a unit serving one model)
+    router: RouterEntry
+
+
+class ServerEntry(_RouterKey):
     #: the server's name
     name: str
     #: chat | autocomplete
@@ -209,7 +247,8 @@ class ServerEntry(TypedDict):
     preset: str | None
     #: the presets it defines
     presets: list[str]
-    #: the option names of its command line (what the installed binary's --help must know)
+    #: the option names of its command line and, for a router, of its preset INI's keys (what the installed
+    #: binary's --help must know)
     flags: list[str]
     #: what its probes expect, and how strict the agent probe is
     probe: ProbeEntry
@@ -393,18 +432,56 @@ def _llamacpp(plan: HostPlan) -> LlamaCppEntry | None:
     }
 
 
-def _probe(probe: ProbePlan) -> ProbeEntry:
+def _probe(probe: ProbePlan, router: RouterPlan | None) -> ProbeEntry:
+    """The server's probe block; a router's lists every model it serves, each as planned alone, under its id."""
+    if router is None:
+        models: list[ProbeModelEntry] = [
+            {"name": m.name, "n_ctx_slot": m.n_ctx_slot, "alias": m.alias, "slots": probe.slots} for m in probe.models]
+    else:
+        models = [{"name": m.id, "n_ctx_slot": m.plan.probe.models[0].n_ctx_slot, "alias": m.id,
+                   "slots": m.plan.probe.slots} for m in router.models]
     return {
         "agent_probe": probe.agent_probe,
-        "models": [{"name": m.name, "n_ctx_slot": m.n_ctx_slot, "alias": m.alias} for m in probe.models],
+        "models": models,
         "slots": probe.slots,
         "build": probe.build,
         "tools_template": probe.tools_template,
     }
 
 
-def _server(s: ServerPlan) -> ServerEntry:
+def _router(router: RouterPlan) -> RouterEntry:
+    startup = router.startup
     return {
+        "preset_file": router.preset_file,
+        "render_path": router.render_path,
+        "models_max": router.models_max,
+        "autoload": router.autoload,
+        "models": [
+            {
+                "name": m.id,
+                "model": m.plan.model.name,
+                "role": m.plan.role,
+                "alias": m.plan.server.alias,
+                "n_ctx_slot": served.ctx_slot,
+                "model_path": m.plan.model_path,
+                "load_on_start": m.id in startup,
+            }
+            for m, served in ((m, m.plan.served[0]) for m in router.models)
+        ],
+    }
+
+
+def _flags(s: ServerPlan, router: RouterPlan | None) -> list[str]:
+    """The command line's options, then each preset key as the option it is (``--ctx-size``), once each."""
+    flags = list(s.flags)
+    if router is not None:
+        keys = [k for k, _ in router.shared] + [k for m in router.models for k, _ in m.options]
+        flags += [f"--{k}" for k in keys if k != LOAD_ON_STARTUP and f"--{k}" not in flags]
+    return list(dict.fromkeys(flags))
+
+
+def _server(s: ServerPlan, router: RouterPlan | None = None) -> ServerEntry:
+    entry: ServerEntry = {
         "name": s.name,
         "role": s.role,
         "unit": s.unit,
@@ -428,9 +505,12 @@ def _server(s: ServerPlan) -> ServerEntry:
         "expected_device": s.expected_device,
         "preset": s.declared.preset,
         "presets": sorted(s.declared.presets),
-        "flags": s.flags,
-        "probe": _probe(s.probe),
+        "flags": _flags(s, router),
+        "probe": _probe(s.probe, router),
     }
+    if router is not None:
+        entry["router"] = _router(router)
+    return entry
 
 
 def _sse_proxy(proxy: ProxyPlan | None) -> SseProxyEntry | None:
@@ -473,6 +553,7 @@ def _rendered_paths(manifest: Manifest) -> list[str]:
         paths += [f["render_path"] for f in manifest["clients"]["files"]]
     if manifest["sse_proxy"] is not None:
         paths.append(manifest["sse_proxy"]["render_path"])
+    paths += [s["router"]["render_path"] for s in manifest["servers"] if "router" in s]
     return paths
 
 
@@ -499,7 +580,8 @@ def build_manifest(plan: HostPlan, files: Sequence[RenderedFile]) -> Manifest:
         "models_dir": plan.layout.models_dir,
         "chat_templates_dir": plan.layout.chat_templates_dir,
         "models": [{"name": m.name, "path": m.path, "source": m.source} for m in plan.models],
-        "servers": [_server(s) for s in plan.servers],
+        "servers": [_server(s, plan.router if plan.router and plan.router.server == s.name else None)
+                    for s in plan.servers],
         "ollama": None
         if plan.ollama is None
         else {

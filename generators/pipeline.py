@@ -16,6 +16,7 @@ from generators.facts.probe import ProbedFacts, parse_probe
 from generators.manifest import Manifest, build_manifest, manifest_file
 from generators.plan import HostPlan, plan_host
 from generators.plan.fit.check import check_host_fits
+from generators.plan.fit.router import size_router
 from generators.render import RenderedFile, render_host
 from generators.render.templating import Unrenderable
 from generators.spec import ROOT_KEY, Host, parse_host
@@ -63,7 +64,7 @@ def plan_hostvars(name: str, hostvars: dict[str, Any], probe: ProbedFacts | dict
     what the host_facts probe read (its raw output or parsed), merged with the description."""
     spec = parse_host(name, hostvars)
     facts = probed(name, probe)
-    plan = plan_host(spec, facts_from_spec(spec, name, facts), name)
+    plan = size_router(plan_host(spec, facts_from_spec(spec, name, facts), name))  # a router's --models-max
     problems = disk_problems(plan, facts)
     if problems:
         raise SpecError(name, problems)
@@ -87,6 +88,7 @@ def check_declared(name: str, hostvars: dict[str, Any]) -> tuple[str, ...] | Non
 def render_plan(plan: HostPlan) -> tuple[tuple[RenderedFile, ...], Manifest]:
     """The host's files and its manifest (``manifest.json`` last). A value that no escaping can carry (the spec
     refuses them all first: this is the second line) is one error line, never a file."""
+    plan = size_router(plan)  # a plan made without the pipeline (plan_host) still gets its router sized
     try:
         files = render_host(plan)
     except Unrenderable as exc:
@@ -102,6 +104,7 @@ def render_hostvars(
     unless everything is valid. ``probe``: the host_facts probe's output, when the host was asked."""
     plan = plan_hostvars(name, hostvars, probe)
     warnings = check_host_fits(plan) if check_fit else []  # a launch that cannot fit fails here (SpecError)
+    warnings += list(plan.router.warnings) if plan.router is not None else []
     files, manifest = render_plan(plan)
     return Rendered(plan.spec, plan.facts, plan, files, manifest, tuple(warnings))
 

@@ -13,6 +13,7 @@ from generators.plan.backends import BuildTarget
 from generators.plan.builds import build_targets
 from generators.plan.flags import load_mode_flags
 from generators.plan.proxy import fronted_server, upstream_port
+from generators.plan.router import router_problems
 from generators.spec import Host, Server, checks
 from generators.spec.types import ROOT_KEY
 
@@ -96,8 +97,10 @@ def host_problems(host: Host, facts: HostFacts) -> tuple[list[Problem], list[Bui
         problems += server_problems(host, facts, i, server, names)
         problems += checks.server_identity_problems(i, server, seen_servers, seen_ports)
         seen_servers.add(server.name)
-        seen_ports.add(server.port)
+        if host.serve != "router":  # a router serves every model at one address (router_problems checks it)
+            seen_ports.add(server.port)
     problems += checks.role_problems(host)
+    problems += router_problems(host, facts)
     gpu_keys = [g.key for g in facts.gpus]
     if len(gpu_keys) != len(set(gpu_keys)):
         problems.append(Problem(f"{ROOT_KEY}.gpus", "a GPU is listed twice: list each physical GPU once"))

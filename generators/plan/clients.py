@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from generators.errors import Problem, SpecError
 from generators.plan.layout import CLIENT_FILES, Layout, client_render_path
 from generators.plan.ollama import ollama_model
-from generators.plan.servers import ServerPlan
-from generators.spec import ROOT_KEY, Host, Ollama, Server
+from generators.plan.servers import ServedModel, ServerPlan
+from generators.spec import ROOT_KEY, Host, Ollama
 from generators.spec.types import http_url
 
 OUTPUT_CAP = 32768
@@ -86,6 +86,7 @@ class ClientsPlan:
     opencode_tools: str | None  # lite | full | minimal (None: no OpenCode)
     pi_reasoning: bool
     agent_min_ctx: int = 65536  # clients.agent_min_ctx
+    models: tuple[Endpoint, ...] = ()  # every chat model a client can pick by name, chat first (serve: router)
 
     @property
     def keys(self) -> tuple[ClientKey, ...]:
@@ -126,24 +127,15 @@ CLIENTS = (  # in the order the files render
 AGENT_CLIENTS = ("opencode", "pi")  # never pointed at a server below clients.agent_min_ctx
 
 
-def served_context(server: Server) -> int | None:
-    """The context one session gets: ctx // parallel, the whole ctx with a unified KV pool (sessions: shared,
-    or parallel auto, where llama-server picks 4 slots over one unified pool); None while ctx is native."""
-    if not isinstance(server.ctx, int):
-        return None
-    slots = server.parallel if isinstance(server.parallel, int) and server.sessions != "shared" else 1
-    return server.ctx // slots
-
-
-def _llama_endpoint(plan: ServerPlan, home: str) -> Endpoint:
+def _llama_endpoint(plan: ServerPlan, served: ServedModel, home: str) -> Endpoint:
     server = plan.server
     return Endpoint(
         engine="llamacpp",
         base=http_url(plan.client_host, plan.client_port),
-        model_id=plan.served_model,
-        label=f"{server.model} (llama.cpp, {server.name})",
-        context=served_context(server),
-        vision=server.mmproj is not None,
+        model_id=served.id,
+        label=f"{served.model} (llama.cpp, {server.name})",
+        context=served.ctx_slot,
+        vision=served.vision,
         key=None if server.api_key_file is None else client_key(server.name, server.api_key_file, home),
     )
 
@@ -160,6 +152,11 @@ def _ollama_endpoint(ollama: Ollama, tag: str) -> Endpoint:
     )
 
 
+def llama_endpoints(servers: tuple[ServerPlan, ...], role: str, home: str) -> list[Endpoint]:
+    """Every model of the host's llama-servers with this role (a router's several, a unit's one), in order."""
+    return [_llama_endpoint(s, m, home) for s in servers for m in s.served if m.role == role]
+
+
 def endpoint(host: Host, servers: tuple[ServerPlan, ...], role: str, home: str) -> Endpoint | None:
     """The chat or autocomplete endpoint of a host, if it has one."""
     if host.ollama is not None:
@@ -168,8 +165,8 @@ def endpoint(host: Host, servers: tuple[ServerPlan, ...], role: str, home: str) 
         if role == "chat" and tag is None:
             tag = ollama.models[0]
         return None if tag is None else _ollama_endpoint(ollama, tag)
-    server = next((s for s in servers if s.role == role), None)
-    return None if server is None else _llama_endpoint(server, home)
+    found = llama_endpoints(servers, role, home)
+    return found[0] if found else None
 
 
 def _candidates(host: Host, servers: tuple[ServerPlan, ...], home: str) -> list[tuple[str, Endpoint]]:
@@ -179,7 +176,7 @@ def _candidates(host: Host, servers: tuple[ServerPlan, ...], home: str) -> list[
         first = ollama.chat_model or ollama.models[0]
         tags = [first, *(t for t in ollama.models if t not in (first, ollama.autocomplete_model))]
         return [(t, _ollama_endpoint(ollama, t)) for t in tags]
-    return [(s.name, _llama_endpoint(s, home)) for s in servers if s.role == "chat"]
+    return [(s.name, _llama_endpoint(s, m, home)) for s in servers for m in s.served if m.role == "chat"]
 
 
 def agent_endpoint(host: Host, servers: tuple[ServerPlan, ...], home: str, minimum: int) -> Endpoint | str | None:
@@ -231,4 +228,5 @@ def plan_clients(host: Host, servers: tuple[ServerPlan, ...], layout: Layout, na
         opencode_tools=None if clients.opencode is None else clients.opencode.tools,
         pi_reasoning=clients.pi is not None and clients.pi.reasoning,
         agent_min_ctx=clients.agent_min_ctx,
+        models=tuple(llama_endpoints(servers, "chat", layout.client_home)),
     )

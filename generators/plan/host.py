@@ -29,6 +29,7 @@ from generators.plan.proxy import (
     health_url,
     host_proxy_unit,
 )
+from generators.plan.router import RouterPlan, plan_router
 from generators.plan.servers import ServerPlan, plan_server
 from generators.spec import Host, LlamaCpp, Ollama
 
@@ -110,6 +111,7 @@ class HostPlan:
     clients: ClientsPlan | None
     proxy: ProxyPlan | None
     hub: HubPlan | None
+    router: RouterPlan | None = None  # serve: router: the one router (servers holds its unit)
 
     @property
     def engine(self) -> str:
@@ -172,8 +174,13 @@ def plan_host(spec: Host, facts: HostFacts, name: str | None = None) -> HostPlan
     layout = Layout(spec)
     servers: tuple[ServerPlan, ...] = ()
     llamacpp = None
+    router = None
     if spec.llamacpp is not None:
-        servers = tuple(plan_server(spec, facts, layout, i) for i in range(len(spec.servers)))
+        if spec.serve == "router":
+            unit, router = plan_router(spec, facts, layout)
+            servers = (unit,)
+        else:
+            servers = tuple(plan_server(spec, facts, layout, i) for i in range(len(spec.servers)))
         builds = plan_builds(spec, targets, layout, servers[0].expected_device if servers else None)
         bundle = any(backends.uses_bundle(b.target) for b in builds)
         source = spec.llamacpp.source
@@ -211,4 +218,5 @@ def plan_host(spec: Host, facts: HostFacts, name: str | None = None) -> HostPlan
         clients=plan_clients(spec, servers, layout, name),
         proxy=_proxy(spec, layout, name),
         hub=None if spec.hub is None else HubPlan(spec.hub.token_file or "", spec.hub.endpoint),
+        router=router,
     )

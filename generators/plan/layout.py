@@ -30,6 +30,7 @@ class Layout:
     cache_root: str = "/var/cache/llamafleet"
     models_dir: str = "/var/lib/llamafleet/models"
     chat_templates_dir: str = "/var/lib/llamafleet/chat-templates"
+    presets_dir: str = "/var/lib/llamafleet/presets"  # serve: router's --models-preset INI files
     ollama_dropin: str = "/etc/systemd/system/ollama.service.d/override.conf"
     sse_proxy_install_dir: str = "/opt/llamafleet/sseproxy"
 
@@ -84,6 +85,10 @@ class Layout:
     def chat_template_path(self, name: str) -> str:
         return f"{self.chat_templates_dir}/{name}.jinja"
 
+    def preset_file(self, server: Server) -> str:
+        """A router's ``--models-preset`` INI on the host (``serve: router``)."""
+        return f"{self.presets_dir}/{preset_name(server)}"
+
     def model_path(self, model: Model) -> str:
         return model.path if model.path is not None else f"{self.models_dir}/{model.filename}"
 
@@ -131,6 +136,14 @@ def unit_render_path(server: Server) -> str:
 
 def env_render_path(server: Server) -> str:
     return f"llamafleet/{Layout.env_name(server)}"
+
+
+def preset_name(server: Server) -> str:
+    return f"llamafleet-{server.name}.ini"
+
+
+def preset_render_path(server: Server) -> str:
+    return f"presets/{preset_name(server)}"
 
 
 def chat_template_render_path(name: str) -> str:

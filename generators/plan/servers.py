@@ -20,6 +20,18 @@ from generators.spec.types import http_url, local_address
 
 
 @dataclass(frozen=True)
+class ServedModel:
+    """One model a llama-server answers for: a unit's one model, or each model of a router (``serve: router``)."""
+
+    id: str  # what clients send as "model" (the alias, else the file name; a router's preset section name)
+    model: str  # the inventory's model name
+    role: str  # chat | autocomplete
+    ctx_slot: int | None  # the context one session gets (ctx // slots); None for ctx: native
+    vision: bool
+    alias: str | None
+
+
+@dataclass(frozen=True)
 class ServerPlan:
     """One llama-server, every value decided."""
 
@@ -50,6 +62,7 @@ class ServerPlan:
     environment: Mapping[str, str]
     argv: tuple[str, ...]
     probe: ProbePlan  # what its probes expect (/props, /slots) and how strict the agent probe is
+    served: tuple[ServedModel, ...]  # every model it answers for (a router: all of them, the default first)
     # Seed 002: the FIM autocomplete server keeps its VRAM. A chat server on the same GPU starts after it
     # (After=/Wants=/PartOf= these units) and waits for its /health before loading (wait_health; a timeout).
     after: tuple[str, ...] = ()
@@ -140,10 +153,25 @@ def served_model_id(host: Host, server: Server) -> str:
     return host.model(server.model).filename
 
 
-def plan_server(host: Host, facts: HostFacts, layout: Layout, index: int) -> ServerPlan:
-    """The plan of the host's ``index``-th server (the host must have passed the checks)."""
+def ctx_slot(server: Server) -> int | None:
+    """The context one session gets: ctx over the fixed slots (one pool with sessions: shared); None for native."""
+    if not isinstance(server.ctx, int):
+        return None
+    slots = server.parallel if isinstance(server.parallel, int) and server.sessions != "shared" else 1
+    return server.ctx // slots
+
+
+def served_model(host: Host, server: Server, model_id: str | None = None) -> ServedModel:
+    assert server.model is not None
+    return ServedModel(model_id or served_model_id(host, server), server.model, server.role, ctx_slot(server),
+                       server.mmproj is not None, server.alias)
+
+
+def plan_server(host: Host, facts: HostFacts, layout: Layout, index: int, variant: Server | None = None) -> ServerPlan:
+    """The plan of the host's ``index``-th server (the host must have passed the checks); ``variant``: that server
+    with another of its presets applied (a router plans every preset as a model of its own)."""
     assert host.llamacpp is not None
-    declared, server = host.servers[index], host.active_servers[index]
+    declared, server = host.servers[index], variant or host.active_servers[index]
     assert server.model is not None
     model = host.model(server.model)
     mmproj = host.model(server.mmproj) if server.mmproj is not None else None
@@ -197,6 +225,7 @@ def plan_server(host: Host, facts: HostFacts, layout: Layout, index: int) -> Ser
         environment=server_env(host, server, gpu),
         argv=tuple(argv),
         probe=plan_probe(host, server, model, served),
+        served=(served_model(host, server),),
         after=after,
         wait_health=wait_health,
     )

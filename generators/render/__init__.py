@@ -17,6 +17,7 @@ from generators.render.units import (
     render_env,
     render_ollama_modelfile,
     render_ollama_override,
+    render_preset,
     render_proxy_unit,
     render_unit,
 )
@@ -38,7 +39,10 @@ def render_host(plan: HostPlan) -> list[RenderedFile]:
                 script = render_build(build.target, plan.llamacpp.paths)
                 files.append(RenderedFile(build.render_path, script, "0755"))
         for server in plan.servers:
-            files.append(RenderedFile(server.unit_render_path, render_unit(server)))
+            router = plan.router if plan.router is not None and plan.router.server == server.name else None
+            files.append(RenderedFile(server.unit_render_path, render_unit(server, router)))
+            if router is not None:
+                files.append(RenderedFile(router.render_path, render_preset(router)))
             files.append(RenderedFile(server.env_render_path, render_env(server), "0600"))
         for name, path in plan.chat_templates:
             files.append(RenderedFile(path, data.chat_template_text(name)))

@@ -46,14 +46,24 @@ def _agent(plan: ClientsPlan) -> Endpoint:
     return plan.agent
 
 
-def opencode(plan: ClientsPlan) -> dict[str, Any]:
-    chat = _agent(plan)
-    assert plan.opencode_tools is not None
+def _others(plan: ClientsPlan, first: Endpoint) -> list[Endpoint]:
+    """The host's other chat models a client can pick by name (a router's), after ``first``."""
+    return [m for m in plan.models if m.model_id != first.model_id]
+
+
+def _opencode_model(chat: Endpoint) -> dict[str, Any]:
     model: dict[str, Any] = {"name": chat.label}
     if chat.context:  # unknown for ctx: native until the GGUF is read; OpenCode then uses its own defaults
         model["limit"] = {"context": chat.context, "output": chat.output}
     if chat.vision:
         model["modalities"] = {"input": ["text", "image"], "output": ["text"]}
+    return model
+
+
+def opencode(plan: ClientsPlan) -> dict[str, Any]:
+    chat = _agent(plan)
+    assert plan.opencode_tools is not None
+    model = _opencode_model(chat)
     config: dict[str, Any] = {
         "$schema": "https://opencode.ai/config.json",
         "model": f"{PROVIDER}/{chat.model_id}",
@@ -63,7 +73,7 @@ def opencode(plan: ClientsPlan) -> dict[str, Any]:
                 "name": f"llamafleet ({chat.engine})",
                 "options": {"baseURL": chat.openai_base,
                             "apiKey": PLACEHOLDER_KEY if chat.key is None else f"{{file:{chat.key.dest}}}"},
-                "models": {chat.model_id: model},
+                "models": {chat.model_id: model, **{m.model_id: _opencode_model(m) for m in _others(plan, chat)}},
             }
         },
     }
@@ -83,14 +93,15 @@ def pi(plan: ClientsPlan) -> dict[str, Any]:
                 "apiKey": PLACEHOLDER_KEY if chat.key is None else "!" + _read_key(chat.key),
                 "models": [
                     {
-                        "id": chat.model_id,
-                        "name": chat.label,
+                        "id": m.model_id,
+                        "name": m.label,
                         "reasoning": plan.pi_reasoning,
-                        "input": ["text", "image"] if chat.vision else ["text"],
-                        "contextWindow": chat.context or 4096,
-                        "maxTokens": chat.output,
+                        "input": ["text", "image"] if m.vision else ["text"],
+                        "contextWindow": m.context or 4096,
+                        "maxTokens": m.output,
                         "cost": {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0},
                     }
+                    for m in (chat, *_others(plan, chat))
                 ],
             }
         }

@@ -36,6 +36,7 @@ class Templates(str, enum.Enum):
     build_vulkan = "build-vulkan.sh.j2"
     build_hip = "build-hip.sh.j2"
     build_probe_toolchain = "build-probe-toolchain.sh.j2"
+    router_preset = "router-preset.ini.j2"
 
 
 class Unrenderable(ValueError):
@@ -101,6 +102,39 @@ def env_file_value(value: str) -> str:
     return '"' + re.sub(r'([\\"$`])', r"\\\1", value) + '"'
 
 
+# --- llama.cpp's preset INI (common/preset.cpp) ----------------------------------------------------------------
+# Its parser has no quoting and no escapes: a value runs to the end of the line or to the first ';' or '#' (a
+# comment), spaces around it are dropped, a section name runs to the first ']'. So nothing is escaped: a value that
+# the parser would read differently is refused.
+
+_INI_KEY = re.compile(r"[a-zA-Z_][a-zA-Z0-9_.-]*")
+_INI_SECTION = re.compile(r"[A-Za-z0-9._-]{1,64}")  # no ':' either: llama.cpp rewrites a section's ':tag'
+_INI_VALUE = re.compile(r'[!"$-:<-~](?:[ !"$-:<-~]*[!"$-:<-~])?')  # printable ASCII but ';' and '#'
+
+
+def ini_key(key: str) -> str:
+    """A preset key (an option's long name without its dashes)."""
+    if not _INI_KEY.fullmatch(str(key)):
+        raise Unrenderable(f"{key!r} cannot be a key of llama.cpp's preset INI")
+    return str(key)
+
+
+def ini_section(name: str) -> str:
+    """A preset section's name (the model id clients send)."""
+    if not _INI_SECTION.fullmatch(str(name)):
+        raise Unrenderable(f"{name!r} cannot name a section of llama.cpp's preset INI (letters, digits, . _ -)")
+    return str(name)
+
+
+def ini_value(value: str) -> str:
+    """A preset value, read back exactly: no ';' or '#' (a comment starts there), no line break or control
+    character, no space at either end, printable ASCII, not empty."""
+    if not _INI_VALUE.fullmatch(str(value)):
+        raise Unrenderable(f"{value!r} cannot be a value of llama.cpp's preset INI (no ';', '#', line breaks, "
+                           "control characters or outer spaces)")
+    return str(value)
+
+
 # --- bash ---------------------------------------------------------------------------------------------------
 
 
@@ -133,6 +167,9 @@ def environment() -> jinja2.Environment:
     env.filters["systemd_value"] = systemd_value
     env.filters["systemd_env"] = systemd_env
     env.filters["env_file_value"] = env_file_value
+    env.filters["ini_key"] = ini_key
+    env.filters["ini_section"] = ini_section
+    env.filters["ini_value"] = ini_value
     env.filters["shell_quote"] = shell_quote
     env.filters["shell_text"] = shell_text
     env.filters["shell_comment"] = shell_comment

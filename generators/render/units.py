@@ -6,6 +6,7 @@ from __future__ import annotations
 from generators.errors import SpecError
 from generators.plan.host import OllamaPlan
 from generators.plan.ollama import OllamaModel
+from generators.plan.router import RouterPlan
 from generators.plan.proxy import ProxyUnit, problems, proxy_argv
 from generators.plan.servers import HEALTH_WAIT_S, ServerPlan
 from generators.render.templating import Templates, argv_lines, render
@@ -32,17 +33,24 @@ def health_wait_argv(url: str, seconds: int = HEALTH_WAIT_S) -> list[str]:
     return [PYTHON, "-c", f"exec({HEALTH_WAIT!r})", url, str(seconds)]
 
 
-def render_unit(plan: ServerPlan) -> str:
+def render_unit(plan: ServerPlan, router: RouterPlan | None = None) -> str:
     return render(
         Templates.server_unit,
         server=plan.server,
         model=plan.model,
+        router=None if router is None else [m.id for m in router.models],
         exec_lines=argv_lines(plan.argv),
         env_file=plan.env_file,
         after=plan.after,
         wait_lines=[" ".join(argv_lines(health_wait_argv(u))) for u in plan.wait_health],
         start_timeout=HEALTH_WAIT_S * max(1, len(plan.wait_health)) + 90,
     )
+
+
+def render_preset(router: RouterPlan) -> str:
+    """The router's ``--models-preset`` INI; every key, value and section name checked for llama.cpp's parser."""
+    return render(Templates.router_preset, shared=list(router.shared), models=list(router.models),
+                  startup=list(router.startup))
 
 
 def render_env(plan: ServerPlan) -> str:

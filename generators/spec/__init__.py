@@ -29,6 +29,7 @@ from generators.spec.schema import (
     Model,
     Ollama,
     Preset,
+    Router,
     Server,
     Source,
     SseProxy,
@@ -37,7 +38,7 @@ from generators.spec.types import ROOT_KEY
 
 __all__ = [
     "ROOT_KEY", "Clients", "CudaToolchain", "Distro", "GpuDecl", "Host", "Hub", "LlamaCpp", "Model", "Ollama",
-    "Preset", "Server", "Source", "SseProxy", "parse_host",
+    "Preset", "Router", "Server", "Source", "SseProxy", "parse_host",
 ]
 
 

@@ -587,6 +587,15 @@ class SseProxy(_Model):
         return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+class Router(_Model):
+    """``serve: router``'s own settings: one llama-server in router mode serves every model of the host's servers."""
+
+    models_max: Annotated[int, Field(ge=1, le=64)] | None = Field(
+        None, description="--models-max: at most what the memory planner lets fit together (default: exactly that)"
+    )
+    autoload: bool = Field(True, description="--models-autoload: a request naming an unloaded model loads it")
+
+
 # --- the host -------------------------------------------------------------------------------------------------
 
 
@@ -604,6 +613,10 @@ class Host(_Model):
     hub: Hub | None = None
     clients: Clients | None = None
     sse_proxy: SseProxy | None = None
+    serve: Literal["units", "router"] = Field(
+        "units", description="units: one llama-server unit per server; router: one router serving every model"
+    )
+    router: Router | None = None
 
     @model_validator(mode="before")
     @classmethod

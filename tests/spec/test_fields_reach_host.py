@@ -229,6 +229,9 @@ FIELDS: dict[str, Case] = {
     "clients.claude_code": Case("rtx4090", put("clients.claude_code", {})),
     "clients.agent_min_ctx": Case("t1200-laptop", put("clients.agent_min_ctx", 16384)),
     # the SSE-repair proxy
+    "serve": Case("strix-halo", put("serve", "router")),
+    "router.models_max": Case("strix-halo", put("router.models_max", 2), put("serve", "router")),
+    "router.autoload": Case("strix-halo", put("router.autoload", False), put("serve", "router")),
     "sse_proxy.server": Case("rtx3070", put("sse_proxy.server", "autocomplete"), PROXY_TWO_SERVERS),
     "sse_proxy.keepalive": Case("t1200-laptop", put("sse_proxy.keepalive", "drop")),
     "sse_proxy.split_open_brace": Case("t1200-laptop", put("sse_proxy.split_open_brace", True)),

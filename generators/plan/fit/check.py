@@ -85,6 +85,8 @@ def check_servers(plan: HostPlan, margin_mib: int = MARGIN_MIB) -> list[Outcome]
     used = {"gpu": 0, "host": 0}
     out: list[Outcome] = []
     for server in plan.servers:
+        if plan.router is not None and server.name == plan.router.server:
+            continue  # a router's models are planned one by one (generators.plan.fit.router sizes it)
         index = server.index
         memory, ram_known = memory_for(plan, server, None, None)
         if memory.gpu_mib <= 0 and plan.backend != "cpu":

@@ -1,6 +1,7 @@
 """What a provisioned host must show: verified on every Molecule test host with testinfra."""
 
 import json
+import time
 
 import pytest
 
@@ -194,3 +195,33 @@ def test_current_points_at_versioned_build(host, path):
     current = host.file("/opt/llamafleet/llama.cpp/current")
     assert current.is_symlink and current.linked_to == "/opt/llamafleet/llama.cpp/b11434-cpu"
     assert host.file(path).user == "root"
+
+
+ROUTER_HOST = "lf-ubuntu2404"  # serve: router (molecule/default/host_vars/lf-ubuntu2404.yml)
+PRESET = "/var/lib/llamafleet/presets/llamafleet-main.ini"
+
+
+def router_status(host):
+    status, body = get(host, f"http://127.0.0.1:{UPSTREAM_PORT}/models")
+    assert status == 200, body
+    return {m["id"]: m["status"]["value"] for m in json.loads(body)["data"]}
+
+
+def test_router_host_loads_the_model_a_request_names_and_evicts_the_other(host):
+    preset = host.file(PRESET)
+    if host.backend.get_hostname() != ROUTER_HOST:
+        assert not preset.exists  # serve: units (the default) renders no preset
+        return
+    assert preset.user == "root" and preset.mode == 0o644 and "[tiny]" in preset.content_string
+    status, body = get(host, f"http://127.0.0.1:{PORT}/v1/models")
+    assert status == 200 and {m["id"] for m in json.loads(body)["data"]} == {"local", "tiny"}
+    for model, other in (("tiny", "local"), ("local", "tiny")):
+        answer = post(host, "/v1/chat/completions", {
+            "model": model, "max_tokens": 4, "messages": [{"role": "user", "content": "Say hi."}]})
+        assert answer["model"] == model
+        wanted = {model: "loaded", other: "unloaded"}  # --models-max 1: the other evicted
+        for _ in range(300):  # the router stops the evicted child in the background
+            if router_status(host) == wanted:
+                break
+            time.sleep(0.2)
+        assert router_status(host) == wanted

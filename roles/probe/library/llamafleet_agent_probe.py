@@ -278,6 +278,7 @@ def served_build(props: dict[str, Any]) -> int | None:
 
 def check_props(props: Any, slots: Any, probe: dict[str, Any], model: dict[str, Any]) -> tuple[list[str], str]:
     """(mismatches, what was served) of /props and /slots against the plan's probe block and one of its models."""
+    planned_slots = model.get("slots", probe["slots"])  # a router's models each have their own
     if not isinstance(props, dict):
         return ["/props did not answer a JSON object"], ""
     problems: list[str] = []
@@ -287,8 +288,8 @@ def check_props(props: Any, slots: Any, probe: dict[str, Any], model: dict[str, 
     if planned_ctx and served_ctx != planned_ctx:
         problems.append(f"context per slot: planned {planned_ctx}, served {served_ctx} "
                         "(/props default_generation_settings.n_ctx)")
-    if props.get("total_slots") != probe["slots"]:
-        problems.append(f"slots: planned {probe['slots']}, served {props.get('total_slots')} (/props total_slots)")
+    if props.get("total_slots") != planned_slots:
+        problems.append(f"slots: planned {planned_slots}, served {props.get('total_slots')} (/props total_slots)")
     if props.get("model_alias") != model["alias"]:
         problems.append(f"alias: planned {model['alias']!r}, served {props.get('model_alias')!r} (/props model_alias)")
     build = served_build(props)
@@ -300,8 +301,8 @@ def check_props(props: Any, slots: Any, probe: dict[str, Any], model: dict[str, 
         problems.append("tools template: planned one that takes tools, served one without "
                         "(/props chat_template_caps.supports_tool_calls false): tool calls cannot be parsed")
     if isinstance(slots, list):
-        if len(slots) != probe["slots"]:
-            problems.append(f"slots: planned {probe['slots']}, /slots lists {len(slots)}")
+        if len(slots) != planned_slots:
+            problems.append(f"slots: planned {planned_slots}, /slots lists {len(slots)}")
         wrong = sorted({s.get("n_ctx") for s in slots if isinstance(s, dict)} - {planned_ctx}) if planned_ctx else []
         if wrong:
             problems.append(f"context per slot: planned {planned_ctx}, /slots reports {', '.join(map(str, wrong))}")

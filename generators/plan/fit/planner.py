@@ -610,7 +610,8 @@ def fit(facts: ModelFacts, device_memory_mib: int, host_ram_mib: int, request: R
     nearest = None
     for relaxed in (
         Request(ctx=request.ctx, parallel=request.parallel, kv_unified=request.kv_unified,
-                cache_types=request.cache_types, mmproj=request.mmproj),
+                cache_types=request.cache_types, flash_attn=request.flash_attn, batch=request.batch,
+                ubatch=request.ubatch, mmproj=request.mmproj),
         Request(ctx_min=256, parallel=1, cache_types=request.cache_types, mmproj=request.mmproj),
         Request(ctx_min=256, parallel=1, cache_types=(*request.cache_types, "q4_0"), mmproj=request.mmproj),
     ):

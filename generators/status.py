@@ -42,7 +42,9 @@ PROXY_COUNTERS = {
 def parse_metrics(text: str) -> dict[str, float]:
     """A Prometheus text page as ``name`` (or ``name{k="v",...}``, labels sorted) -> value.
 
-    prometheus_client's parser (what a scrape reads); a page it refuses is a ValueError.
+    prometheus_client's parser; a page it refuses is a ValueError. It names a counter's sample ``..._total``
+    even where the page does not (b11434's ``llamacpp:n_tokens_max`` is read as ``llamacpp:n_tokens_max_total``);
+    every counter read here is written with its ``_total``.
     """
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):

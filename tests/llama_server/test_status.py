@@ -13,12 +13,16 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import openai
 import pytest
 import yaml
 from proxy_support import LlamaServer, ProxyProcess
@@ -27,7 +31,7 @@ from generators.status import host_status, table
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "roles" / "fleet_status" / "library" / "llamafleet_status.py"
-SERVER_PORT, PROXY_PORT, DEAD_PORT, DEAD_SSH = 18601, 18602, 18619, 18618
+SERVER_PORT, PROXY_PORT, PROM_PORT, DEAD_PORT, DEAD_SSH = 18601, 18602, 18605, 18619, 18618
 KEY = "sk-status-test-0c55e1"
 CTX, SLOTS = 2048, 2
 
@@ -137,52 +141,127 @@ def test_a_port_with_nothing_listening_is_down(tmp_path: Path) -> None:
 # --- the playbook, over the local connection ---------------------------------------------------------------------
 
 
-def test_status_playbook_reads_this_host_and_reports_the_unreachable_one(
-    served: LlamaServer, key_file: Path, tmp_path: Path
-) -> None:
+@pytest.fixture
+def fronted(served: LlamaServer, key_file: Path) -> Iterator[ProxyProcess]:
+    """The real proxy in front of the real server, both with the key, as the inventory below describes them."""
     proxy = ProxyProcess(served.url, ("--api-key-file", str(key_file)), port=PROXY_PORT).start()
+    yield proxy
+    proxy.stop()
+
+
+def write_inventory(tmp_path: Path, key_file: Path) -> Path:
+    """here: this machine over the local connection (the real server behind the real proxy); gone: nothing there."""
+    demo = yaml.safe_load((REPO / "inventories/demo/host_vars/demo.yml").read_text())["llamafleet"]
+    demo.pop("distro")  # detected by host_facts
+    demo["servers"] = [{**demo["servers"][0], "port": PROXY_PORT, "ctx": CTX, "parallel": SLOTS,
+                        "api_key_file": str(key_file)}]
+    demo["sse_proxy"] = {"upstream_port": SERVER_PORT}
+    inventory = {"all": {"hosts": {
+        "here": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "llamafleet": demo},
+        "gone": {"ansible_host": "127.0.0.1", "ansible_port": DEAD_SSH, "ansible_user": "nobody",
+                 "ansible_connection": "ssh", "llamafleet": demo},
+    }}}
+    path = tmp_path / "hosts.yml"
+    path.write_text(yaml.safe_dump(inventory))
+    return path
+
+
+def test_status_playbook_reads_this_host_and_reports_the_unreachable_one(
+    fronted: ProxyProcess, key_file: Path, tmp_path: Path
+) -> None:
+    write_inventory(tmp_path, key_file)
+    out = tmp_path / "status.json"
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(tmp_path / "hosts.yml"),
+         str(REPO / "playbooks/status.yml"), "--check", "-e", f"status_json={out}"],
+        check=False, capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
+    )
+    print(result.stdout[-6000:])
+    assert result.returncode in (0, 4), result.stdout[-3000:]  # 4: a host was unreachable
+    assert re.search(r"here\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", result.stdout), result.stdout
+    # the unreachable host is ignored (ignore_unreachable), reported, and the run goes on
+    assert re.search(r"gone\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0\s.*ignored=1", result.stdout)
+    assert KEY not in result.stdout
+    records = {r["host"]: r for r in json.loads(out.read_text())}
+    assert records["gone"]["status"] == "unreachable"
+    assert "Connection refused" in records["gone"]["problems"][0]
+    here = records["here"]
+    current = Path("/opt/llamafleet/llama.cpp/current")
+    if current.is_symlink():
+        assert here["build"]["running"] == Path(os.readlink(current)).name
+    else:  # no llamafleet build on this machine: the servers answer, the build is missing, said so
+        assert here["status"] == "degraded" and here["build"]["running"] is None
+        assert here["problems"] == [f"{current}: No such file or directory"]
+    [server] = here["servers"]
+    assert server["health"] == "ok" and server["models"] == ["local"] and server["n_ctx_slot"] == CTX // SLOTS
+    assert server["slots"] == SLOTS
+    assert server["avg_tokens_per_s"] > 0
+    assert here["proxy"]["health"] == "ok" and here["proxy"]["counters"]["streams"] == 0
+    [header] = [line for line in result.stdout.splitlines() if "HOST" in line and "AVG TOK/S" in line]
+    assert header.split() == ["HOST", "STATUS", "BUILD", "PREVIOUS", "BACKEND", "SERVER", "DEVICE", "HEALTH",
+                              "MODELS", "CTX/SLOT", "BUSY", "TOK/S", "PP", "TOK/S", "AVG", "TOK/S", "PROXY"]
+
+
+def test_status_cli_prints_the_same_records(fronted: ProxyProcess, key_file: Path, tmp_path: Path) -> None:
+    hosts = write_inventory(tmp_path, key_file)
+    client = openai.OpenAI(base_url=fronted.url + "/v1", api_key=KEY, max_retries=0)
+    stream = client.chat.completions.create(model="local", messages=[{"role": "user", "content": "Say hi."}],
+                                            max_tokens=8, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    cmd = [sys.executable, "-m", "generators", "status", "-i", str(hosts), "--json"]
+    result = subprocess.run(cmd, check=False, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]  # one host unreachable: not every host is ok
+    records = {r["host"]: r for r in json.loads(result.stdout)}
+    assert records["gone"]["status"] == "unreachable"
+    [server] = records["here"]["servers"]
+    assert server["models"] == ["local"] and server["tokens_per_s"] > 0  # the stream ran since the last read
+    assert records["here"]["proxy"]["counters"]["streams"] == 1
+    assert records["here"]["proxy"]["counters"]["errors"] == 0
+    text = subprocess.run(cmd[:-1], check=False, capture_output=True, text=True, cwd=REPO, timeout=300).stdout
+    print(text)
+    assert text.splitlines()[0].split()[:3] == ["HOST", "STATUS", "BUILD"]
+
+
+def test_prometheus_scrapes_the_real_server_and_proxy(fronted: ProxyProcess, key_file: Path, tmp_path: Path) -> None:
+    """The rendered files, as they are, in a real Prometheus (Debian's), on this host (--local)."""
+    prometheus = shutil.which("prometheus")
+    assert prometheus, "prometheus is missing: apt-get install prometheus"
+    hosts = write_inventory(tmp_path, key_file)
+    out = tmp_path / "prom"
+    cmd = [sys.executable, "-m", "generators", "prometheus", "-i", str(hosts), "-l", "here", "--local", "-o", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO, timeout=120)
+    shutil.copy(key_file, out / "keys" / "here-main.key")  # what keys/README tells the user to do
+    config = yaml.safe_load((out / "prometheus.yml").read_text())
+    config["global"]["scrape_interval"] = "1s"  # the test's only change: scrape now, not in 15 s
+    (out / "prometheus.yml").write_text(yaml.safe_dump(config))
+    log = (tmp_path / "prometheus.log").open("wb")
+    proc = subprocess.Popen([prometheus, "--config.file=prometheus.yml", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{PROM_PORT}"], cwd=out, stdout=log, stderr=log)
     try:
-        demo = yaml.safe_load((REPO / "inventories/demo/host_vars/demo.yml").read_text())["llamafleet"]
-        demo.pop("distro")  # detected by host_facts
-        demo["servers"] = [{**demo["servers"][0], "port": PROXY_PORT, "ctx": CTX, "parallel": SLOTS,
-                            "api_key_file": str(key_file)}]
-        demo["sse_proxy"] = {"upstream_port": SERVER_PORT}
-        inventory = {"all": {"hosts": {
-            "here": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "llamafleet": demo},
-            "gone": {"ansible_host": "127.0.0.1", "ansible_port": DEAD_SSH, "ansible_user": "nobody",
-                     "ansible_connection": "ssh", "llamafleet": demo},
-        }}}
-        (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
-        out = tmp_path / "status.json"
-        env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-        result = subprocess.run(
-            [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(tmp_path / "hosts.yml"),
-             str(REPO / "playbooks/status.yml"), "--check", "-e", f"status_json={out}"],
-            check=False, capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
-        )
-        print(result.stdout[-6000:])
-        assert result.returncode in (0, 4), result.stdout[-3000:]  # 4: a host was unreachable
-        assert re.search(r"here\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", result.stdout), result.stdout
-        # the unreachable host is ignored (ignore_unreachable), reported, and the run goes on
-        assert re.search(r"gone\s+: ok=\d+\s+changed=0\s+unreachable=0\s+failed=0\s.*ignored=1", result.stdout)
-        assert KEY not in result.stdout
-        records = {r["host"]: r for r in json.loads(out.read_text())}
-        assert records["gone"]["status"] == "unreachable"
-        assert "Connection refused" in records["gone"]["problems"][0]
-        here = records["here"]
-        current = Path("/opt/llamafleet/llama.cpp/current")
-        if current.is_symlink():
-            assert here["build"]["running"] == Path(os.readlink(current)).name
-        else:  # no llamafleet build on this machine: the servers answer, the build is missing, said so
-            assert here["status"] == "degraded" and here["build"]["running"] is None
-            assert here["problems"] == [f"{current}: No such file or directory"]
-        [server] = here["servers"]
-        assert server["health"] == "ok" and server["models"] == ["local"] and server["n_ctx_slot"] == CTX // SLOTS
-        assert server["slots"] == SLOTS
-        assert server["avg_tokens_per_s"] > 0
-        assert here["proxy"]["health"] == "ok" and here["proxy"]["counters"]["streams"] == 0
-        [header] = [line for line in result.stdout.splitlines() if "HOST" in line and "AVG TOK/S" in line]
-        assert header.split() == ["HOST", "STATUS", "BUILD", "PREVIOUS", "BACKEND", "SERVER", "DEVICE", "HEALTH",
-                                  "MODELS", "CTX/SLOT", "BUSY", "TOK/S", "PP", "TOK/S", "AVG", "TOK/S", "PROXY"]
+        def query(q: str) -> list[dict]:
+            url = f"http://127.0.0.1:{PROM_PORT}/api/v1/query?" + urllib.parse.urlencode({"query": q})
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return json.loads(resp.read())["data"]["result"]
+
+        up: list[dict] = []
+        for _ in range(300):
+            try:
+                up = query('up{job=~"llamafleet.*"}')
+            except OSError:
+                up = []
+            if len(up) == 2 and all(r["value"][1] == "1" for r in up):
+                break
+            time.sleep(0.2)
+        assert sorted((r["metric"]["component"], r["value"][1]) for r in up) == [("llama-server", "1"),
+                                                                                 ("sse-proxy", "1")], up
+        [tokens] = query("llamacpp:tokens_predicted_total")
+        assert float(tokens["value"][1]) > 0
+        assert {k: tokens["metric"][k] for k in ("host", "server", "model", "backend", "job")} == {
+            "host": "here", "server": "main", "model": "smollm2", "backend": "cpu", "job": "llamafleet-here-main"}
+        [ready] = query("llamafleet_proxy_upstream_ready")
+        assert ready["value"][1] == "1" and ready["metric"]["component"] == "sse-proxy"
     finally:
-        proxy.stop()
+        proc.terminate()
+        proc.wait(30)
+        log.close()

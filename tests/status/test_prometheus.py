@@ -87,6 +87,7 @@ def test_the_keyed_server_gets_its_own_job_and_a_key_file(rendered: tuple[Path, 
     assert "sk-" not in readme
 
 
+@pytest.mark.integration  # runs promtool (Debian's prometheus package, .ci/install-deps)
 def test_promtool_accepts_the_configuration(rendered: tuple[Path, str]) -> None:
     out, _ = rendered
     promtool = shutil.which("promtool")

@@ -13,8 +13,9 @@ What a record says (every number read from an answer, none guessed; None when th
   before it could be read: its message), ``ollama`` (an Ollama host: not read);
 - ``build``: ``running`` (what the ``current`` symlink points at), ``previous`` (the newest other build kept
   beside it, the one a rollback would return to), ``expected`` (the inventory's), ``matches``;
-- per server: its models (``/v1/models``), context per slot and slots (``/slots``, else ``/props``), slots busy,
-  requests processing and deferred, throughput (``/metrics``): ``tokens_per_s`` and ``prompt_tokens_per_s`` are
+- per server: its models (``/v1/models``; ``loaded_models`` and ``model_states``: a router's state of each,
+  ``loaded``, ``loading``, ``unloaded``; a plain server's one model is loaded), context per slot and slots
+  (``/slots``, else ``/props``), slots busy, requests processing and deferred, throughput (``/metrics``): ``tokens_per_s`` and ``prompt_tokens_per_s`` are
   llama-server's gauges, covering the time since the previous ``/metrics`` read (0 when nothing ran in between:
   Prometheus scraping the same server resets them too), ``avg_tokens_per_s`` / ``avg_prompt_tokens_per_s`` the
   totals' ratio since the server started;
@@ -81,6 +82,10 @@ def _ratio(num: float | None, den: float | None) -> float | None:
     return round(num / den, 2)
 
 
+def _state(status: Any) -> str:
+    return str(status.get("value", "loaded")) if isinstance(status, dict) else "loaded"
+
+
 def health_of(answer: Mapping[str, Any] | None) -> str:
     """ok (200), loading (503: the model is loading), down (no answer), else ``http <status>``."""
     if not answer or answer.get("status") is None:
@@ -99,7 +104,11 @@ def server_status(raw: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str,
     if raw.get("key_error"):
         problems.insert(0, str(raw["key_error"]))
     models_doc = _json(ends.get("models"))
-    models = [str(m.get("id")) for m in (models_doc or {}).get("data", []) if isinstance(m, dict)]
+    listed = [m for m in (models_doc or {}).get("data", []) if isinstance(m, dict)]
+    models = [str(m.get("id")) for m in listed]
+    # a router lists every model of its preset with its state ({"status": {"value": "loaded"}}); a plain server
+    # lists the one it serves, without a state: loaded
+    states = {str(m.get("id")): _state(m.get("status")) for m in listed}
     props = _json(ends.get("props")) or {}
     slots_doc = _json(ends.get("slots"))
     slots = [s for s in slots_doc if isinstance(s, dict)] if isinstance(slots_doc, list) else []
@@ -121,6 +130,8 @@ def server_status(raw: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str,
         "model": entry.get("model"),
         "expected_model": entry.get("served_model"),
         "models": models,
+        "loaded_models": [name for name in models if states[name] == "loaded"],
+        "model_states": states,
         "device": entry.get("device") or entry.get("expected_device"),
         "build_info": props.get("build_info"),
         "n_ctx_slot": n_ctx,
@@ -242,6 +253,13 @@ def _proxy_cell(proxy: Mapping[str, Any] | None) -> str:
             f"held={_num(c['held_requests'])} errors={_num(c['errors'])}")
 
 
+def _models_cell(server: Mapping[str, Any]) -> str:
+    """The loaded models, and how many more the server could load (a router's unloaded ones)."""
+    loaded = ",".join(server["loaded_models"]) or "-"
+    others = len(server["models"]) - len(server["loaded_models"])
+    return f"{loaded} (+{others} unloaded)" if others else loaded
+
+
 def rows(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, ...]]:
     """One row per server (a host without any: one row); host columns on its first row only."""
     out: list[tuple[str, ...]] = []
@@ -256,7 +274,7 @@ def rows(records: Iterable[Mapping[str, Any]]) -> list[tuple[str, ...]]:
         for i, s in enumerate(servers):
             slots = f"{_num(s['slots_busy'])}/{_num(s['slots'])}"
             out.append((*(head if i == 0 else ("",) * len(head)), s["name"], s.get("device") or "cpu", s["health"],
-                        ",".join(s["models"]) or "-", _num(s["n_ctx_slot"]), slots, _num(s["tokens_per_s"]),
+                        _models_cell(s), _num(s["n_ctx_slot"]), slots, _num(s["tokens_per_s"]),
                         _num(s["prompt_tokens_per_s"]), _num(s["avg_tokens_per_s"]),
                         _proxy_cell(r.get("proxy")) if i == 0 else ""))
     return out

@@ -148,6 +148,17 @@ def test_the_table_has_one_row_per_server_and_the_problems_below() -> None:
     json.dumps(record)  # plain JSON data
 
 
+def test_a_router_lists_its_loaded_models_apart() -> None:
+    listing = {"object": "list", "data": [{"id": "smollm2", "status": {"value": "loaded", "args": []}},
+                                          {"id": "tiny", "status": {"value": "unloaded", "args": []}}]}
+    reading = raw(models={"status": 200, "body": json.dumps(listing), "error": None})
+    record = host_status("ws1", reading, MANIFEST)
+    [server] = record["servers"]
+    assert server["models"] == ["smollm2", "tiny"] and server["loaded_models"] == ["smollm2"]
+    assert server["model_states"] == {"smollm2": "loaded", "tiny": "unloaded"}
+    assert "smollm2 (+1 unloaded)" in table([record])
+
+
 def test_health_words() -> None:
     assert [health_of(a) for a in (None, {"status": None}, {"status": 200}, {"status": 503}, {"status": 404})] == [
         "down", "down", "ok", "loading", "http 404"]

@@ -16,9 +16,9 @@ What a record says (every number read from an answer, none guessed; None when th
 - per server: its models (``/v1/models``; ``loaded_models`` and ``model_states``: a router's state of each,
   ``loaded``, ``loading``, ``unloaded``; a plain server's one model is loaded), context per slot and slots
   (``/slots``, else ``/props``), slots busy, requests processing and deferred, throughput (``/metrics``):
-  ``tokens_per_s`` and ``prompt_tokens_per_s`` are llama-server's gauges, covering the time since the previous ``/metrics`` read (0 when nothing ran in between:
-  Prometheus scraping the same server resets them too), ``avg_tokens_per_s`` / ``avg_prompt_tokens_per_s`` the
-  totals' ratio since the server started;
+  ``tokens_per_s`` and ``prompt_tokens_per_s`` are llama-server's gauges, covering the time since the previous
+  ``/metrics`` read (0 when nothing ran in between: Prometheus scraping the same server resets them too),
+  ``avg_tokens_per_s`` / ``avg_prompt_tokens_per_s`` the totals' ratio since the server started;
 - the proxy's health and counters (``/proxy/metrics``).
 """
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hostsupport import run_cli
 
 from generators.status import builds_status, health_of, host_status, parse_metrics, proxy_status, table
 
@@ -162,3 +163,15 @@ def test_a_router_lists_its_loaded_models_apart() -> None:
 def test_health_words() -> None:
     assert [health_of(a) for a in (None, {"status": None}, {"status": 200}, {"status": 503}, {"status": 404})] == [
         "down", "down", "ok", "loading", "http 404"]
+
+
+def test_the_cli_prints_saved_records(tmp_path: Path) -> None:
+    records = [host_status("ws1", raw(), MANIFEST), host_status("ws2", None, None, "unreachable: no route")]
+    saved = tmp_path / "fleet.json"
+    saved.write_text(json.dumps(records))
+    shown = run_cli("status", "--from-json", str(saved))
+    assert shown.returncode == 0 and shown.stdout == table(records)
+    as_json = run_cli("status", "--from-json", str(saved), "--json")
+    assert as_json.returncode == 0 and json.loads(as_json.stdout) == records
+    usage = run_cli("status")
+    assert usage.returncode == 2 and "give --inventory (or --from-json)" in usage.stderr

@@ -124,6 +124,10 @@ def plan_scrape(hosts: Iterable[FleetHost], local: bool = False) -> Scrape:
             key = server.get("api_key_file")
             job = f"llamafleet-{host.name}-{server['name']}" if key else "llamafleet"
             if key:
+                if job in out.keyed and out.keyed[job][0] != host.name:  # host a-b server c, host a server b-c
+                    other = out.keyed[job][0]
+                    why = f"{server['name']}: its scrape job {job} is host {other}'s too: rename one"
+                    raise SpecError(host.name, [Problem("servers[].name", why)])
                 out.keyed[job] = (host.name, str(key))
             labels = {
                 "host": _label(host.name, "host", host.name),

@@ -18,7 +18,8 @@ import pytest
 import yaml
 from hostsupport import run_cli
 
-from generators.prometheus import JOB_LABEL, PANELS
+from generators.errors import SpecError
+from generators.prometheus import JOB_LABEL, PANELS, FleetHost, plan_scrape
 from generators.status import parse_metrics
 from llamafleet_sseproxy.server import ProxyMetrics, UpstreamState
 
@@ -159,3 +160,13 @@ def test_the_dashboard_asks_only_for_metrics_that_exist(rendered: tuple[Path, st
         assert needed in used, needed
     assert board["templating"]["list"][0] == {"name": "datasource", "type": "datasource", "query": "prometheus",
                                               "label": "Prometheus"}
+
+
+def test_two_keyed_servers_with_one_job_name_are_refused() -> None:
+    def keyed(server: str) -> dict:
+        return {"engine": "llamacpp", "sse_proxy": None, "servers": [
+            {"name": server, "host": "0.0.0.0", "port": 8080, "api_key_file": "/k", "model": "m", "backend": "cpu"}]}
+
+    with pytest.raises(SpecError) as err:
+        plan_scrape([FleetHost("a-b", "10.0.0.1", keyed("c")), FleetHost("a", "10.0.0.2", keyed("b-c"))])
+    assert str(err.value) == "host a: servers[].name: b-c: its scrape job llamafleet-a-b-c is host a-b's too: rename one"

@@ -169,4 +169,5 @@ def test_two_keyed_servers_with_one_job_name_are_refused() -> None:
 
     with pytest.raises(SpecError) as err:
         plan_scrape([FleetHost("a-b", "10.0.0.1", keyed("c")), FleetHost("a", "10.0.0.2", keyed("b-c"))])
-    assert str(err.value) == "host a: servers[].name: b-c: its scrape job llamafleet-a-b-c is host a-b's too: rename one"
+    assert str(err.value) == ("host a: servers[].name: b-c: its scrape job llamafleet-a-b-c is host a-b's too: "
+                              "rename one")

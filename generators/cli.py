@@ -7,7 +7,9 @@ Commands:
 - ``catalog``: the offline model header facts (``list``, ``refresh``, ``add``);
 - ``toolchain``: the CUDA toolchain plan for given versions, or the host probe script (``--print-probe``);
 - ``render-build``: one backend's build script from explicit settings;
-- ``check-devices``: whether ``llama-server --list-devices`` output lists the expected device.
+- ``check-devices``: whether ``llama-server --list-devices`` output lists the expected device;
+- ``status``: the fleet's state (``playbooks/status.yml``, read-only), as a table or JSON;
+- ``prometheus``: a Prometheus scrape configuration (file-based targets) and a Grafana dashboard for an inventory.
 """
 
 from __future__ import annotations
@@ -16,15 +18,23 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from ansible.errors import AnsibleError
+from ansible.inventory.manager import InventoryManager
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar
+from ansible.vars.manager import VariableManager
+
 from generators.errors import Problem, SpecError
 from generators.facts.devices import check_device
 from generators.facts.toolchain import HostCompiler, HostToolchain, from_probe, parse_compiler, parse_version
-from generators.inventory import host_vars
+from generators.inventory import error_problem, host_vars
 from generators.pipeline import plan_hostvars, render_hostvars
 from generators.plan.backends import BACKENDS, BuildPaths, BuildTarget, cuda_arches_from_probe
 from generators.plan.fit import catalog
@@ -32,8 +42,10 @@ from generators.plan.fit.gguf_facts import hub_facts, read_facts
 from generators.plan.fit.planner import Plan
 from generators.plan.fit.servers import plan_servers
 from generators.plan.toolchain import resolve
+from generators.prometheus import FleetHost, scrape_files
 from generators.render import RenderedFile
 from generators.render.builds import render_build, render_probe
+from generators.status import table
 
 
 def write_atomic(root: Path, item: RenderedFile) -> None:
@@ -291,6 +303,99 @@ def _add_check_devices(sub: Any) -> None:
     p.set_defaults(func=cmd_check_devices)
 
 
+# --- status and prometheus: the whole inventory ---------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+STATUS_PLAYBOOK = REPO / "playbooks" / "status.yml"
+
+
+def inventory_hosts(inventory: str, limit: str | None = None) -> list[tuple[str, str]]:
+    """Every host of the inventory (matching ``limit``, Ansible's pattern syntax) and its address: its
+    ``ansible_host``, else its name."""
+    if not Path(inventory).exists():
+        raise SpecError("-", [Problem("--inventory", f"{inventory} does not exist")])
+    loader = DataLoader()
+    try:
+        manager = InventoryManager(loader=loader, sources=[str(inventory)])
+        variables = VariableManager(loader=loader, inventory=manager)
+        found = manager.get_hosts(limit or "all")
+        out = []
+        for host in found:
+            hv = variables.get_vars(host=host, include_hostvars=False)
+            address = Templar(loader=loader, variables=hv).template(hv.get("ansible_host", host.name))
+            out.append((host.name, str(address)))
+    except AnsibleError as exc:
+        raise SpecError("-", [error_problem(exc, "--inventory")]) from None
+    return out
+
+
+def cmd_prometheus(args: argparse.Namespace) -> int:
+    hosts = []
+    for name, address in inventory_hosts(args.inventory, args.limit):
+        manifest = render_hostvars(name, host_vars(args.inventory, name), check_fit=False).manifest
+        hosts.append(FleetHost(name, address, manifest))
+    files, warnings = scrape_files(hosts, args.local)  # every host rendered and checked before any write
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    out = Path(args.out)
+    for item in files:
+        write_atomic(out, item)
+        print(out / item.path)
+    return 0
+
+
+def _add_prometheus(sub: Any) -> None:
+    p = sub.add_parser("prometheus", help="a Prometheus scrape configuration and a Grafana dashboard for an inventory",
+                       description="Write prometheus.yml (file_sd jobs), targets.json (every server's /metrics and "
+                                   "every proxy's /proxy/metrics, labelled host/server/model/backend) and "
+                                   "dashboard.json (Grafana) for every host of the inventory.")
+    p.add_argument("--inventory", "-i", required=True, help="inventory directory or file")
+    p.add_argument("--limit", "-l", help="only these hosts (an Ansible host pattern)")
+    p.add_argument("--out", "-o", required=True, help="directory to write into (created if absent)")
+    p.add_argument("--local", action="store_true",
+                   help="for a Prometheus running on the one host --limit picks: its loopback servers included")
+    p.set_defaults(func=cmd_prometheus)
+
+
+def _print_records(records: list[dict[str, Any]], as_json: bool) -> None:
+    sys.stdout.write(json.dumps(records, indent=2, sort_keys=True) + "\n" if as_json else table(records))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    if args.from_json:
+        records = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
+        _print_records(records, args.json)
+        return 0
+    if not args.inventory:
+        args.status_parser.error("give --inventory (or --from-json)")
+    playbook = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent)) or "ansible-playbook"
+    with tempfile.TemporaryDirectory(prefix="llamafleet-status-") as tmp:
+        out = Path(tmp) / "status.json"
+        cmd = [playbook, "-i", args.inventory, str(STATUS_PLAYBOOK), "-e", json.dumps({"status_json": str(out)})]
+        cmd += ["--check"] + (["--limit", args.limit] if args.limit else [])
+        run = subprocess.run(cmd, check=False, capture_output=not args.verbose, text=True, cwd=REPO)
+        if not out.is_file():  # the playbook stopped before its summary: show why
+            print((run.stdout or "")[-4000:] + (run.stderr or "")[-2000:], file=sys.stderr)
+            print(f"status: ansible-playbook exited {run.returncode} before the summary", file=sys.stderr)
+            return 2
+        records = json.loads(out.read_text(encoding="utf-8"))
+    _print_records(records, args.json)
+    return 0 if all(r["status"] in ("ok", "ollama") for r in records) else 1
+
+
+def _add_status(sub: Any) -> None:
+    p = sub.add_parser("status", help="every host's builds, models, slots, tokens/s, health and proxy counters",
+                       description="Runs playbooks/status.yml (read-only, under --check) and prints its records as "
+                                   "a table or JSON. Exit status 0 when every host is ok, 1 when one is degraded, "
+                                   "down, unreachable or failed, 2 when the playbook stopped before its summary.")
+    p.add_argument("--inventory", "-i", help="inventory directory or file")
+    p.add_argument("--limit", "-l", help="only these hosts (an Ansible host pattern)")
+    p.add_argument("--json", action="store_true", help="the records as JSON")
+    p.add_argument("--from-json", metavar="FILE", help="print records saved before (-e status_json=FILE) instead")
+    p.add_argument("--verbose", "-v", action="store_true", help="show the playbook's own output")
+    p.set_defaults(func=cmd_status, status_parser=p)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m generators", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -308,6 +413,8 @@ def parser() -> argparse.ArgumentParser:
     _add_toolchain(sub)
     _add_render_build(sub)
     _add_check_devices(sub)
+    _add_status(sub)
+    _add_prometheus(sub)
     return top
 
 

@@ -9,6 +9,11 @@ from generators import data
 from generators.spec import Server
 
 SHARED_SLOT_SIMILARITY = "0.9"  # seed 001: keeps each agent session on the slot holding its prefix
+# Prometheus metrics at /metrics (issue 17: fleet status and scraping). Spelled the same in every build from
+# data/flag_renames.yaml's min_build (9093) to 11434, so no rename entry. Behind --api-key-file like every endpoint
+# but /health and /v1/models. Its throughput gauges (llamacpp:*_tokens_seconds) cover the time since the previous
+# /metrics read: each read resets them.
+METRICS_FLAG = "--metrics"
 
 
 def _spelling(setting: str, build: int) -> dict[str, object]:
@@ -88,6 +93,7 @@ def server_argv(
         argv += ["--slot-prompt-similarity", SHARED_SLOT_SIMILARITY]
     if server.fit is not None:
         argv += ["--fit", server.fit]
+    argv.append(METRICS_FLAG)
     return argv
 
 

@@ -3,7 +3,8 @@
 The expected command lines are copied from the write-ups in ../shared/seeds (short flags and all); both sides
 are normalised to llama-server's long option names (aliases as listed in llama.cpp's common/arg.cpp) before
 comparison. Flags a seed leaves out and llamafleet always renders are filled with llama-server's defaults
-(--host 127.0.0.1, --port 8080). Every intentional difference from a seed is spelled out below, with its reason.
+(--host 127.0.0.1, --port 8080) or what llamafleet adds to every server (--metrics: the fleet status and
+Prometheus read it). Every intentional difference from a seed is spelled out below, with its reason.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ LONG = {
     "-mm": "--mmproj",
     "-lm": "--load-mode",
 }
-DEFAULTS = {"--host": "127.0.0.1", "--port": "8080"}
+DEFAULTS: dict[str, str | None] = {"--host": "127.0.0.1", "--port": "8080", "--metrics": None}
 
 
 def normalise(argv: list[str]) -> dict[str, str | None]:

@@ -27,7 +27,8 @@ DEMO_EXEC = """ExecStart=/opt/llamafleet/llama.cpp/current/bin/llama-server \\
     --cache-type-v f16 \\
     --flash-attn auto \\
     --jinja \\
-    --chat-template-file /var/lib/llamafleet/chat-templates/chatml-json-tools.jinja
+    --chat-template-file /var/lib/llamafleet/chat-templates/chatml-json-tools.jinja \\
+    --metrics
 """
 
 

@@ -129,6 +129,17 @@ def test_other_endpoints_pass_through_the_proxy(host):
     assert status == 200 and "local" in body
 
 
+def test_metrics_of_the_server_and_the_proxy(host):
+    # every llama-server runs with --metrics (the fleet status and Prometheus read it), directly and through the
+    # proxy; the proxy's own counters saw the streamed completion above
+    for port in (UPSTREAM_PORT, PORT):
+        status, body = get(host, f"http://127.0.0.1:{port}/metrics")
+        assert status == 200 and "\nllamacpp:tokens_predicted_total " in body, port
+    status, body = get(host, f"http://127.0.0.1:{PORT}/proxy/metrics")
+    streams = [line.split()[1] for line in body.splitlines() if line.startswith("llamafleet_proxy_streams_total ")]
+    assert status == 200 and streams and int(streams[0]) >= 1, body
+
+
 def test_completion_returns_text(host):
     reply = post(host, "/v1/chat/completions", {
         "model": "local", "max_tokens": 24, "temperature": 0,

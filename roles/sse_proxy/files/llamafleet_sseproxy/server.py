@@ -10,7 +10,9 @@ request is sent again only when it never reached the upstream (the connection wa
 answered 503 (loading): one whose connection drops once it was sent is never replayed (a request that crashes
 llama-server must not crash it again), the client gets a 502. A stream that breaks after it started ends with
 an OpenAI-style error event and ``data: [DONE]``. ``GET /proxy/health`` reports the upstream's state (200 when
-it is ready, else 503); on a bind beyond loopback only to a client holding the API key.
+it is ready, else 503); on a bind beyond loopback only to a client holding the API key. ``GET /proxy/metrics``
+is the proxy's own counters in Prometheus' text format (:class:`ProxyMetrics`: streams, repairs, held requests,
+errors, upstream connections); it needs the API key whenever the proxy has one, on any bind.
 
 Under abuse: with an API key (``api_key``) every request but the upstream's own ``/health`` needs
 ``Authorization: Bearer <key>``, checked (in constant time) before the body is read; at most
@@ -51,6 +53,8 @@ log = logging.getLogger("sseproxy")
 
 CHAT_PATHS = frozenset({"/v1/chat/completions", "/chat/completions"})
 HEALTH_PATH = "/proxy/health"
+METRICS_PATH = "/proxy/metrics"
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus' text exposition format
 # RFC 9110 7.6.1 hop-by-hop headers, plus the ones aiohttp computes itself.
 HOP_BY_HOP = frozenset(
     {
@@ -165,6 +169,70 @@ class UpstreamState:
             "retried_requests": self.retries,
             "broken_streams": self.broken_streams,
         }
+
+
+@dataclass
+class ProxyMetrics:
+    """The proxy's counters since it started, served at ``/proxy/metrics`` (Prometheus' text format)."""
+
+    requests: int = 0  # admitted requests forwarded to the upstream
+    streams: int = 0  # streamed chat completions (the ones the re-chunker sees)
+    repaired_streams: int = 0  # ... of which at least one event was re-chunked
+    repaired_events: int = 0  # events re-chunked, over every stream
+    held: int = 0  # requests that arrived while the upstream was not ready and waited for it
+    connects: int = 0  # upstream connections opened (pooled ones are reused without counting again)
+    connect_failures: int = 0  # upstream connections refused or failed
+    errors: dict[str, int] = field(default_factory=dict)  # kind -> answers the proxy made up, or streams it cut
+
+    ERROR_KINDS = ("unauthorized", "too_large", "busy", "unavailable", "upstream_lost", "broken_stream")
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def trace(self) -> aiohttp.TraceConfig:
+        """Counts the upstream session's new connections."""
+        config = aiohttp.TraceConfig()
+
+        async def created(session: Any, ctx: Any, params: Any) -> None:
+            self.connects += 1
+
+        config.on_connection_create_end.append(created)
+        return config
+
+    def text(self, state: UpstreamState, active: int, guard: ConnectionGuard | None) -> str:
+        """Every counter and gauge, one ``# HELP``/``# TYPE`` pair each."""
+        rows: list[tuple[str, str, str, list[tuple[str, float]]]] = [
+            ("requests_total", "counter", "Requests forwarded to llama-server", [("", self.requests)]),
+            ("streams_total", "counter", "Streamed chat completions relayed", [("", self.streams)]),
+            ("repaired_streams_total", "counter", "Streams in which at least one event was re-chunked",
+             [("", self.repaired_streams)]),
+            ("repaired_events_total", "counter", "Stream events re-chunked", [("", self.repaired_events)]),
+            ("held_requests_total", "counter", "Requests that waited for llama-server to become ready",
+             [("", self.held)]),
+            ("retried_requests_total", "counter", "Requests sent again after the upstream refused or reset them",
+             [("", state.retries)]),
+            ("upstream_connects_total", "counter", "Connections opened to llama-server", [("", self.connects)]),
+            ("upstream_connect_failures_total", "counter", "Connections to llama-server that failed",
+             [("", self.connect_failures)]),
+            ("errors_total", "counter", "Error answers the proxy sent and streams it cut, by kind",
+             [(f'kind="{kind}"', self.errors.get(kind, 0)) for kind in self.ERROR_KINDS]),
+            ("upstream_ready", "gauge", "1 while llama-server answers /health with 200",
+             [("", int(state.ready.is_set()))]),
+            ("active_requests", "gauge", "Requests in flight", [("", active)]),
+            ("active_streams", "gauge", "Answers being relayed", [("", state.streams)]),
+        ]
+        if guard is not None:
+            rows += [
+                ("connections", "gauge", "Open client connections", [("", guard.count())]),
+                ("refused_connections_total", "counter", "Client connections refused at the limit",
+                 [("", guard.refused)]),
+            ]
+        out = []
+        for name, kind, help_text, samples in rows:
+            full = "llamafleet_proxy_" + name
+            out += [f"# HELP {full} {help_text}", f"# TYPE {full} {kind}"]
+            out += [f"{full}{{{labels}}} {value}" if labels else f"{full} {value}" for labels, value in samples]
+        return "\n".join(out) + "\n"
 
 
 async def monitor(session: aiohttp.ClientSession, cfg: ProxyConfig, state: UpstreamState) -> None:
@@ -328,6 +396,7 @@ class Proxy:
         self.base = cfg.upstream.rstrip("/")
         self.active = 0  # requests in flight
         self.key = cfg.api_key.encode() if cfg.api_key else None
+        self.metrics = ProxyMetrics()
 
     async def context(self, app: web.Application) -> AsyncIterator[None]:
         """aiohttp cleanup context: the client sessions and the health monitor live as long as the app."""
@@ -339,6 +408,7 @@ class Proxy:
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             auto_decompress=False,  # bodies pass through as the upstream encoded them
             cookie_jar=aiohttp.DummyCookieJar(),
+            trace_configs=[self.metrics.trace()],
         )
         # The monitor opens a connection per check: a pooled one, used every poll, would never go idle, and
         # would hold llama-server's shutdown (bench/restart_window.py measured 30 s until SIGKILL).
@@ -378,14 +448,21 @@ class Proxy:
             report["refused_connections"] = self.guard.refused
         return web.json_response(report, status=200 if ready else 503)
 
+    async def metrics_page(self, request: web.Request) -> web.Response:
+        """The counters in Prometheus' text format (the key's check was in :meth:`admission`)."""
+        text = self.metrics.text(self.state, self.active, self.guard)
+        return web.Response(body=text.encode(), headers={"Content-Type": METRICS_TYPE})
+
     def admission(self, request: web.Request) -> web.Response | None:
         """The refusal a request gets from its headers alone (key, announced size), or None to go on."""
         if request.path == HEALTH_PATH and request.method in ("GET", "HEAD"):
             return None
         if not (request.path in PUBLIC_PATHS and request.method in ("GET", "HEAD")) and not self.authorized(request):
+            self.metrics.error("unauthorized")
             auth = {"WWW-Authenticate": "Bearer"}
             return error(401, "invalid or missing API key", "authentication_error", close=True, **auth)
         if request.content_length is not None and request.content_length > self.cfg.max_body:
+            self.metrics.error("too_large")
             message = f"request body of {request.content_length} bytes is over the limit of {self.cfg.max_body}"
             return error(413, message, "invalid_request_error", close=True)
         return None
@@ -406,7 +483,10 @@ class Proxy:
         refusal = self.admission(request)
         if refusal is not None:
             return refusal
+        if request.path == METRICS_PATH and request.method in ("GET", "HEAD"):
+            return await self.metrics_page(request)
         if self.active >= self.cfg.max_concurrent:
+            self.metrics.error("busy")
             message = f"{self.active} requests in flight, the limit is {self.cfg.max_concurrent}"
             return error(503, message, "unavailable_error", close=True, **{"Retry-After": "1"})
         self.active += 1
@@ -424,6 +504,7 @@ class Proxy:
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
+            self.metrics.error("too_large")
             return error(
                 413, f"request body over the limit of {self.cfg.max_body} bytes", "invalid_request_error", True
             )
@@ -436,14 +517,17 @@ class Proxy:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.cfg.wait_timeout
         attempt = 0
+        self.metrics.requests += 1
+        if not self.state.ready.is_set():
+            self.metrics.held += 1
         while True:
             if attempt:  # the last try never reached the upstream: wait a moment, and never past the deadline
                 self.state.retries += 1
                 await asyncio.sleep(min(self.cfg.poll_down, max(0.0, deadline - loop.time())))
                 if loop.time() >= deadline:
-                    return unavailable(self.cfg, self.state)
+                    return self.unavailable()
             if not await self.state.wait_ready(deadline):
-                return unavailable(self.cfg, self.state)
+                return self.unavailable()
             attempt += 1
             try:
                 resp = await self.session.request(
@@ -455,6 +539,7 @@ class Proxy:
                     skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
                 )
             except aiohttp.ClientConnectorError as exc:  # refused: nothing was sent, safe to send again
+                self.metrics.connect_failures += 1
                 self.state.mark_down(f"{type(exc).__name__}: {exc}")
                 continue
             except UPSTREAM_ERRORS as exc:  # sent, then dropped: never replayed (it may be what broke it)
@@ -466,6 +551,7 @@ class Proxy:
                     continue
                 message = f"upstream connection lost before it answered ({type(exc).__name__}); not sent again"
                 log.warning("%s %s: %s", request.method, request.path, message)
+                self.metrics.error("upstream_lost")
                 return error(502, message, "upstream_error")
             if resp.status == 503 and loop.time() < deadline:  # llama-server loading its model
                 resp.close()
@@ -473,6 +559,10 @@ class Proxy:
                 continue
             async with resp:
                 return await self.relay(request, resp, rechunk)
+
+    def unavailable(self) -> web.Response:
+        self.metrics.error("unavailable")
+        return unavailable(self.cfg, self.state)
 
     async def relay(self, request: web.Request, resp: aiohttp.ClientResponse, rechunk: bool) -> web.StreamResponse:
         """Send the upstream's answer on as it arrives; re-chunk a streamed chat completion.
@@ -488,6 +578,8 @@ class Proxy:
         out = web.StreamResponse(status=resp.status, reason=resp.reason, headers=headers)
         framer = StreamRechunker(self.cfg.rechunk_options(), repair=rechunk) if framed else None
         self.state.streams += 1
+        if framer is not None and rechunk:
+            self.metrics.streams += 1
         try:
             while True:
                 try:
@@ -495,6 +587,7 @@ class Proxy:
                 except UPSTREAM_ERRORS as exc:
                     if not out.prepared and framer is None:
                         self.state.broken_streams += 1
+                        self.metrics.error("upstream_lost")
                         self.state.mark_down(f"upstream broke before answering ({type(exc).__name__}: {exc})")
                         return error(
                             502, f"upstream connection lost mid-answer ({type(exc).__name__})", "upstream_error"
@@ -520,6 +613,9 @@ class Proxy:
             log.info("client %s went away during %s", request.remote, request.path)
         finally:
             self.state.streams -= 1
+            if framer is not None and framer.events_changed:
+                self.metrics.repaired_streams += 1
+                self.metrics.repaired_events += framer.events_changed
         return out
 
     async def broken(
@@ -527,6 +623,7 @@ class Proxy:
     ) -> None:
         """The upstream broke mid-answer: end an event stream with an error event; cut a plain body short."""
         self.state.broken_streams += 1
+        self.metrics.error("broken_stream")
         message = f"upstream connection lost mid-stream ({type(exc).__name__}: {exc}); the server may be restarting"
         self.state.mark_down(message)
         log.warning("%s %s: %s", request.method, request.path, message)

@@ -130,8 +130,8 @@ def records_from_results(plan: HostPlan, output: dict[str, Any]) -> list[dict[st
                 per_token = weights + (kv or 0)
                 entry.update(bytes_per_token=per_token, kv_bytes=kv)
                 if ceiling:
-                    entry["ceiling_ts"] = round(ceiling * 1e9 / per_token, 2)
-                    entry["fraction_of_ceiling"] = round(float(r["avg_ts"]) / entry["ceiling_ts"], 4)
+                    entry["ceiling_ts"] = ceiling * 1e9 / per_token
+                    entry["fraction_of_ceiling"] = float(r["avg_ts"]) / entry["ceiling_ts"]
             tests.append(entry)
         key = {"gpu": gpu, "driver": driver, "build": first.get("build_number", meta["build"]),
                "quantization": quantization(first.get("model_type", ""))}
@@ -298,13 +298,18 @@ class Choice:
     fields: dict[str, Any]  # the tuned file's fields for this server ({} when nothing changes)
 
 
-def tuned_fields(flags: dict[str, Any], backend: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"batch": int(flags["batch"]), "ubatch": int(flags["ubatch"]),
-                           "flash_attn": "on" if flags["flash_attn"] else "off",
-                           "cache_type_k": flags["cache_k"], "cache_type_v": flags["cache_v"]}
-    if backend == "cpu" and flags.get("threads"):
-        out["threads"] = int(flags["threads"])
-    return out
+def tuned_fields(flags: dict[str, Any], deployed: dict[str, Any], backend: str) -> dict[str, Any]:
+    """The host_vars fields of the flags that differ from the deployed ones (the tuned file changes only those)."""
+    def spelled(f: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {"batch": int(f["batch"]), "ubatch": int(f["ubatch"]),
+                               "flash_attn": "on" if f["flash_attn"] else "off",
+                               "cache_type_k": f["cache_k"], "cache_type_v": f["cache_v"]}
+        if backend == "cpu" and f.get("threads"):
+            out["threads"] = int(f["threads"])
+        return out
+
+    now, then = spelled(flags), spelled(deployed)
+    return {k: v for k, v in now.items() if then.get(k) != v}
 
 
 def choose(host: str, hostvars: dict[str, Any], records: Sequence[dict[str, Any]], probe: Any = None,
@@ -332,7 +337,7 @@ def choose(host: str, hostvars: dict[str, Any], records: Sequence[dict[str, Any]
                 break
             if int(r["flags"].get("n_cpu_moe") or 0):
                 continue  # no host_vars field carries -ncmoe: reported, not tuned
-            fields = tuned_fields(r["flags"], plan.backend)
+            fields = tuned_fields(r["flags"], deployed["flags"], plan.backend)
             try:
                 tuned = parse_tuned(host, "(candidate)", {"host": host, "servers": {server.name: fields}})
                 render_hostvars(host, hostvars, probe=probe, tuned=tuned)

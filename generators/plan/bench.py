@@ -109,6 +109,7 @@ class ServerSweep:
     repetitions: int
     estimate_s: float  # every config of this sweep
     checked: bool  # whether the memory planner could check the configurations
+    unchecked: str  # why not, when it could not ("" when it could)
     model_bytes: int
     active_bytes: int  # weights read per generated token (routed experts: only the used ones)
     bw_gbs: float  # the bandwidth the estimate assumes (GPU catalog, the host's measurement, or CPU_BANDWIDTH_GBS)
@@ -152,7 +153,7 @@ class HostSweep:
         for s in self.sweeps:
             lines.append(f"{s.version} {s.server} ({s.model_file}): depths {','.join(map(str, s.depths))}, "
                          f"-p {s.n_prompt} -n {s.n_gen} -r {s.repetitions}, ~{s.estimate_s:.0f} s"
-                         + ("" if s.checked else " (memory not checked: no model facts offline)"))
+                         + ("" if s.checked else f" (memory not checked: {s.unchecked})"))
             for i, c in enumerate(s.configs):
                 lines.append(f"  {'deployed' if i == 0 else 'variant '} {c.label()}")
             for r in s.refused:
@@ -334,6 +335,7 @@ def server_sweep(plan: HostPlan, server: ServerPlan, build_index: int, cores: in
         device=server.device if build.serves else None, deployed=deployed, configs=tuple(configs),
         refused=tuple(refused), depths=depths, n_prompt=N_PROMPT, n_gen=N_GEN, repetitions=REPETITIONS,
         estimate_s=0.0, checked=checkable, model_bytes=size,
+        unchecked="" if checkable else ("no model facts offline" if facts is None else "host RAM not known"),
         active_bytes=active_bytes(facts) if facts is not None else max(size, 1),
         bw_gbs=bandwidth_gbs(plan, server, backend, measured_gbs),
     )

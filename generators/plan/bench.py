@@ -212,8 +212,9 @@ def deployed_config(server: ServerPlan, facts: ModelFacts | None, backend: str, 
 
 
 def variants(deployed: BenchConfig, backend: str, cores: int | None, moe_offload: tuple[int, ...] = ()) -> list[BenchConfig]:
-    """One factor at a time around ``deployed``, most promising first: KV, flash attention, ubatch, threads,
-    ``-ncmoe``. The KV cache never goes below q8_0."""
+    """One factor at a time around ``deployed``, most promising first (the budget trims from the end): KV, flash
+    attention, threads (CPU), ubatch nearest first, ``-ncmoe``. The KV cache never goes below q8_0: a deployed
+    cache below it is benched as it is, and every variant starts from q8_0."""
     out: list[BenchConfig] = []
     base = deployed
     if not (deployed.cache_k in KV_TYPES and deployed.cache_v in KV_TYPES):  # below the floor: vary from q8_0
@@ -230,11 +231,11 @@ def variants(deployed: BenchConfig, backend: str, cores: int | None, moe_offload
             add(replace(base, cache_k=kv, cache_v=kv, flash_attn=base.flash_attn or kv != "f16"))
     if base.cache_v == "f16":
         add(replace(base, flash_attn=not base.flash_attn))
-    for ub in sorted(UBATCHES, key=lambda u: abs(u.bit_length() - base.ubatch.bit_length())):
-        add(replace(base, ubatch=ub, batch=max(base.batch, ub)))
     if backend == "cpu" and cores:
         for t in sorted({max(1, cores // 2), cores}):
             add(replace(base, threads=t))
+    for ub in sorted(UBATCHES, key=lambda u: abs(u.bit_length() - base.ubatch.bit_length())):
+        add(replace(base, ubatch=ub, batch=max(base.batch, ub)))
     for m in moe_offload:
         add(replace(base, n_cpu_moe=m))
     return out

@@ -99,7 +99,7 @@ class ServerSweep:
     backend: str
     version: str  # b<build>-<backend>
     prefix: str  # the build's prefix on the host (bin/llama-bench)
-    device: str | None  # -dev, when the server names one on the serving build
+    device: str | None  # -dev: the server's --device on the serving build, another build's device 0 (CUDA0, ROCm0)
     deployed: BenchConfig
     configs: tuple[BenchConfig, ...]  # deployed first
     refused: tuple[Refused, ...]
@@ -333,7 +333,7 @@ def server_sweep(plan: HostPlan, server: ServerPlan, build_index: int, cores: in
     sweep = ServerSweep(
         server=server.name, model=server.model.name, model_file=server.model.filename, model_path=server.model_path,
         build=plan.llamacpp.spec.build, backend=backend, version=build.version, prefix=build.paths.prefix,
-        device=server.device if build.serves else None, deployed=deployed, configs=tuple(configs),
+        device=server.device if build.serves else build.expected_device, deployed=deployed, configs=tuple(configs),
         refused=tuple(refused), depths=depths, n_prompt=N_PROMPT, n_gen=N_GEN, repetitions=REPETITIONS,
         estimate_s=0.0, checked=checkable, model_bytes=size,
         unchecked="" if checkable else ("no model facts offline" if facts is None else "host RAM not known"),

@@ -125,3 +125,16 @@ def test_estimates_grow_with_depth_and_repetitions(tiny: Path) -> None:
     runs = host_sweep(cpu_plan(tiny), cores=2).runs()
     assert runs[0]["deployed"] and not any(r["deployed"] for r in runs[1:])
     assert runs[0]["binary"].endswith("/b11434-cpu/bin/llama-bench")
+
+
+def test_every_build_of_the_host_is_benched_on_its_own_device() -> None:
+    data = copy.deepcopy(raw_vars("strix-halo"))
+    data["llamafleet"]["llamacpp"]["also_build"] = ["hip", "cpu"]  # seed 003: ROCm beside Vulkan
+    sweeps = host_sweep(plan_hostvars("strix-halo", data), cores=16, budget_s=10**6).sweeps
+    assert [(s.version, s.device) for s in sweeps] == [("b11434-vulkan", None), ("b11434-hip", "ROCm0"),
+                                                      ("b11434-cpu", None)]
+    hip, cpu = sweeps[1], sweeps[2]
+    assert hip.argv(hip.configs[0])[-2:] == ["-dev", "ROCm0"]
+    assert hip.deployed.gpu_layers > 0 and hip.deployed.threads is None
+    assert cpu.deployed.gpu_layers == 0 and cpu.deployed.threads == 16
+    assert all(s.prefix.endswith("/" + s.version) for s in sweeps)

@@ -372,3 +372,67 @@ def report(host: str, records: Sequence[dict[str, Any]], choices: Sequence[Choic
     lines = [markdown(host, records), "### choice", ""]
     lines += [f"- {c.server}: {c.why}" for c in choices]
     return "\n".join(lines) + "\n"
+
+
+# --- the upgrade gate -------------------------------------------------------------------------------------------
+
+#: the regression the gate refuses by default: 10 % slower prefill or generation than the running build's record
+GATE_THRESHOLD = 0.10
+
+
+def gate_runs(host: str, records: Sequence[dict[str, Any]], previous: str, plan: HostPlan) -> list[dict[str, Any]]:
+    """The upgrade gate's runs: each server's stored deployed record of the running build (``previous``,
+    ``b<build>-<backend>``) again, with the same arguments, on the new serving build (raises SpecError naming the
+    servers that have no record: bench them first)."""
+    assert plan.llamacpp is not None
+    serving = plan.llamacpp.serving
+    rows = latest(records)
+    runs, missing = [], []
+    for server in plan.servers:
+        base = [r for r in rows if r["version"] == previous and r["server"] == server.name
+                and r["model"] == server.model.name and r["deployed"]]
+        if not base:
+            missing.append(server.name)
+            continue
+        b = base[-1]
+        runs.append({"id": f"{serving.version}/{server.name}/gate", "server": server.name, "model": server.model.name,
+                     "version": serving.version, "backend": serving.backend, "build": plan.llamacpp.spec.build,
+                     "deployed": True, "config": b["flags"], "label": b["label"],
+                     "binary": f"{serving.paths.prefix}/bin/llama-bench", "args": list(b["args"]),
+                     "estimate_s": b.get("seconds") or 60})
+    if missing:
+        raise SpecError(host, [Problem("bench", f"no stored bench record of {previous} for server(s) "
+                                                f"{', '.join(missing)}: run `ansible-playbook playbooks/bench.yml -l "
+                                                f"{host}` before an upgrade with the bench gate")])
+    return runs
+
+
+def gate(records: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]], previous: str,
+         threshold: float = GATE_THRESHOLD) -> tuple[bool, list[str]]:
+    """Whether the new build's records keep prefill and generation within ``threshold`` of the running build's
+    stored records (same server, model and flags), and one line per server, test and depth saying so."""
+    ok, lines = True, []
+    rows = latest(records)
+    for n in new:
+        if not n.get("ok"):
+            ok = False
+            lines.append(f"{n['server']}: the gate's run on {n['version']} failed ({n.get('error')})")
+            continue
+        base = [r for r in rows if r["version"] == previous and r["server"] == n["server"] and r["model"] == n["model"]
+                and r["flags"] == n["flags"]]
+        if not base:
+            ok = False
+            lines.append(f"{n['server']}: no record of {previous} with {n['label']} to compare with")
+            continue
+        b = base[-1]
+        for t in n["tests"]:
+            was = speed(b, t["test"], t["n_depth"])
+            if not was:
+                continue
+            change = t["avg_ts"] / was - 1
+            bad = change < -threshold
+            ok = ok and not bad
+            name = "prefill" if t["test"] == "pp" else "generation"
+            lines.append(f"{n['server']} {name} d{t['n_depth']}: {t['avg_ts']:.2f} t/s on {n['version']} vs "
+                         f"{was:.2f} on {previous} ({100 * change:+.1f} %){' REGRESSION' if bad else ''}")
+    return ok, lines

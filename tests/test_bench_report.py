@@ -16,7 +16,7 @@ from PIL import Image
 
 from generators import bench
 from generators.errors import SpecError
-from generators.pipeline import check_declared, render_hostvars
+from generators.pipeline import check_declared, plan_hostvars, render_hostvars
 from generators.tuned import apply_tuned, parse_tuned, read_tuned, tuned_path
 
 
@@ -209,3 +209,49 @@ def test_bench_report_without_records_is_one_line(tiny: Path, tmp_path: Path) ->
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("host cpubox: ") and "playbooks/bench.yml" in line
+
+
+def upgraded(records: list[dict], factor: float, version: str = "b11500-cpu") -> list[dict]:
+    """The same records as if measured on another build, every speed times ``factor``."""
+    out = []
+    for r in copy.deepcopy(bench.latest(records)):
+        r["version"] = version
+        for t in r["tests"]:
+            t["avg_ts"] *= factor
+        out.append(r)
+    return out
+
+
+def test_the_gate_reruns_the_running_builds_deployed_record_on_the_new_build(tiny: Path) -> None:
+    hostvars, records = records_for(tiny)
+    data = copy.deepcopy(hostvars)
+    data["llamafleet"]["llamacpp"]["build"] = 11500
+    plan = plan_hostvars("cpubox", data)
+    (run,) = bench.gate_runs("cpubox", records, "b11434-cpu", plan)
+    deployed = next(r for r in records if r["deployed"])
+    assert run["args"] == deployed["args"] and run["binary"].endswith("/b11500-cpu/bin/llama-bench")
+    assert run["version"] == "b11500-cpu" and run["deployed"]
+    with pytest.raises(SpecError) as caught:
+        bench.gate_runs("cpubox", records, "b11000-cpu", plan)
+    (line,) = str(caught.value).splitlines()
+    assert "no stored bench record of b11000-cpu" in line and "playbooks/bench.yml" in line
+
+
+@pytest.mark.parametrize(("factor", "passes"), [(1.0, True), (0.95, True), (0.85, False), (1.3, True)])
+def test_the_gate_refuses_a_regression_beyond_the_threshold(tiny: Path, factor: float, passes: bool) -> None:
+    _, records = records_for(tiny)
+    new = [r for r in upgraded(records, factor) if r["deployed"]]
+    ok, lines = bench.gate(records, new, "b11434-cpu")
+    assert ok is passes
+    assert len(lines) == 4  # prefill and generation at both depths
+    assert all(("REGRESSION" in line) is (not passes) for line in lines)
+    assert f"({100 * (factor - 1):+.1f} %)" in lines[0]
+
+
+def test_the_gate_fails_a_failed_run_and_a_missing_baseline(tiny: Path) -> None:
+    _, records = records_for(tiny)
+    (new,) = [r for r in upgraded(records, 1.0) if r["deployed"]]
+    assert bench.gate(records, [{**new, "ok": False, "error": "exit 134"}], "b11434-cpu") == (
+        False, ["main: the gate's run on b11500-cpu failed (exit 134)"])
+    ok, lines = bench.gate(records, [new], "b11000-cpu")
+    assert not ok and "no record of b11000-cpu" in lines[0]

@@ -85,6 +85,12 @@ def main() -> int:
               f"(best swept: {100 * best:.1f} %)")
     for c in bench.choose("demo", hostvars, records):
         print(f"choice {c.server}: {c.why}")
+        if c.winner is not None:  # what the tuned file would deploy, measured in this same run
+            for test, name in (("pp", "prefill"), ("tg", "generation")):
+                ratios = [(bench.speed(c.winner, test, d) or 0.0)
+                          / (max(bench.speed(r, test, d) or 0.0 for r in ok) or 1.0) for d in (0, 256)]
+                print(f"with the tuned file ({', '.join(f'{k}: {v}' for k, v in c.fields.items())}): {name} "
+                      f"deployed/best = {ratios[0]:.3f} (d0), {ratios[1]:.3f} (d256)")
     return 0
 
 

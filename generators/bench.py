@@ -281,7 +281,8 @@ def chart(host: str, records: Sequence[dict[str, Any]], out: Path) -> Path:
     fig.suptitle(f"llama-bench on {host} (* deployed)")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", dpi=90, metadata={"llamafleet-series": json.dumps(data, sort_keys=True)})
+    fig.savefig(out, format="png", dpi=90, bbox_inches="tight",
+                metadata={"llamafleet-series": json.dumps(data, sort_keys=True)})
     plt.close(fig)
     return out
 

@@ -9,7 +9,8 @@ Commands:
 - ``render-build``: one backend's build script from explicit settings;
 - ``check-devices``: whether ``llama-server --list-devices`` output lists the expected device;
 - ``status``: the fleet's state (``playbooks/status.yml``, read-only), as a table or JSON;
-- ``prometheus``: a Prometheus scrape configuration (file-based targets) and a Grafana dashboard for an inventory.
+- ``prometheus``: a Prometheus scrape configuration (file-based targets) and a Grafana dashboard for an inventory;
+- ``bench-report``: the host's bench records as a Markdown table and a PNG chart, the choice, the tuned file.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar
 from ansible.vars.manager import VariableManager
 
+from generators import bench
 from generators.errors import Problem, SpecError
 from generators.facts.devices import check_device
 from generators.facts.toolchain import HostCompiler, HostToolchain, from_probe, parse_compiler, parse_version
@@ -46,6 +48,7 @@ from generators.prometheus import FleetHost, scrape_files
 from generators.render import RenderedFile
 from generators.render.builds import render_build, render_probe
 from generators.status import table
+from generators.tuned import read_tuned, tuned_path
 
 
 def write_atomic(root: Path, item: RenderedFile) -> None:
@@ -80,7 +83,8 @@ def read_facts_file(host: str, path: str | None) -> Any:
 
 def cmd_render(args: argparse.Namespace) -> int:
     probe = read_facts_file(args.host, args.facts)
-    rendered = render_hostvars(args.host, host_vars(args.inventory, args.host), probe=probe)  # before any write
+    tuned = read_tuned(args.host, tuned_path(args.inventory, args.host))  # <inventory>/tuned/<host>.yml, if any
+    rendered = render_hostvars(args.host, host_vars(args.inventory, args.host), probe=probe, tuned=tuned)
     for warning in rendered.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     out = Path(args.out)
@@ -396,6 +400,50 @@ def _add_status(sub: Any) -> None:
     p.set_defaults(func=cmd_status, status_parser=p)
 
 
+# --- bench-report ---------------------------------------------------------------------------------------------
+
+BENCH_HELP = """Reads the host's bench records (<inventory>/bench/<host>.jsonl, appended by playbooks/bench.yml), writes
+<out>/<host>.md (the table: prefill and generation per build and flags at each depth, generation as a fraction of
+the host's bandwidth ceiling) and <out>/<host>.png (the chart), and says per server which configuration wins and
+why. With --write-tuned the winners go to <inventory>/tuned/<host>.yml, which every render of the host then applies
+(review it; `ansible-playbook site.yml -l HOST --check --diff` shows the unit flags it changes)."""
+
+
+def cmd_bench_report(args: argparse.Namespace) -> int:
+    hostvars = host_vars(args.inventory, args.host)
+    path = Path(args.records) if args.records else bench.records_path(args.inventory, args.host)
+    records = bench.read_records(args.host, path)
+    choices = bench.choose(args.host, hostvars, records, read_facts_file(args.host, args.facts), args.min_gain)
+    out = Path(args.out) if args.out else path.parent
+    text = bench.report(args.host, records, choices)
+    write_atomic(out, RenderedFile(f"{args.host}.md", text, "0644"))
+    png = bench.chart(args.host, records, out / f"{args.host}.png")
+    print(text + f"\ntable: {out / (args.host + '.md')}\nchart: {png}")
+    if args.write_tuned:
+        tuned = bench.tuned_text(args.host, choices)
+        target = tuned_path(args.inventory, args.host)
+        if tuned is None:
+            print(f"no server changes: {target} not written")
+        else:
+            write_atomic(target.parent, RenderedFile(target.name, tuned, "0644"))
+            print(f"tuned: {target} (review it; every render of {args.host} applies it)")
+    return 0
+
+
+def _add_bench_report(sub: Any) -> None:
+    p = sub.add_parser("bench-report", help="report a host's bench records (table, chart, choice, tuned file)",
+                       description=BENCH_HELP)
+    p.add_argument("--inventory", required=True, help="inventory directory or file, e.g. inventories/demo")
+    p.add_argument("--host", required=True, help="inventory host name")
+    p.add_argument("--records", help="the records file (default <inventory>/bench/<host>.jsonl)")
+    p.add_argument("--out", help="where the table and chart go (default: beside the records)")
+    p.add_argument("--facts", metavar="RAW_JSON", help="a recorded host probe (host_facts raw.json) to plan with")
+    p.add_argument("--min-gain", type=float, default=bench.MIN_GAIN,
+                   help=f"how much faster a variant must be to win (default {bench.MIN_GAIN})")
+    p.add_argument("--write-tuned", action="store_true", help="write the winners to <inventory>/tuned/<host>.yml")
+    p.set_defaults(func=cmd_bench_report)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m generators", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -415,6 +463,7 @@ def parser() -> argparse.ArgumentParser:
     _add_check_devices(sub)
     _add_status(sub)
     _add_prometheus(sub)
+    _add_bench_report(sub)
     return top
 
 

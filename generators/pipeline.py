@@ -20,6 +20,7 @@ from generators.plan.fit.router import size_router
 from generators.render import RenderedFile, render_host
 from generators.render.templating import Unrenderable
 from generators.spec import ROOT_KEY, Host, parse_host
+from generators.tuned import Tuned, apply_tuned, blame
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,16 @@ def disk_problems(plan: HostPlan, probe: ProbedFacts | None) -> list[Problem]:
                                            f"under {plan.layout.cache_root}, the host has {free / GIB:.1f} GiB")]
 
 
-def plan_hostvars(name: str, hostvars: dict[str, Any], probe: ProbedFacts | dict[str, Any] | None = None) -> HostPlan:
+def plan_hostvars(name: str, hostvars: dict[str, Any], probe: ProbedFacts | dict[str, Any] | None = None,
+                  tuned: Tuned | None = None) -> HostPlan:
     """Validate and plan one host (raises :class:`~generators.errors.SpecError` with every problem); ``probe`` is
-    what the host_facts probe read (its raw output or parsed), merged with the description."""
-    spec = parse_host(name, hostvars)
+    what the host_facts probe read (its raw output or parsed), merged with the description; ``tuned``: the host's
+    tuned override (``generators/tuned.py``), applied to the description first."""
+    hostvars = apply_tuned(name, hostvars, tuned)
+    try:
+        spec = parse_host(name, hostvars)
+    except SpecError as exc:
+        raise blame(tuned, hostvars, exc) from None
     facts = probed(name, probe)
     plan = size_router(plan_host(spec, facts_from_spec(spec, name, facts), name))  # a router's --models-max
     problems = disk_problems(plan, facts)
@@ -71,18 +78,22 @@ def plan_hostvars(name: str, hostvars: dict[str, Any], probe: ProbedFacts | dict
     return plan
 
 
-def check_declared(name: str, hostvars: dict[str, Any]) -> tuple[str, ...] | None:
+def check_declared(name: str, hostvars: dict[str, Any], tuned: Tuned | None = None) -> tuple[str, ...] | None:
     """Everything the description alone can show, before any host is contacted (raises SpecError).
 
     A host that declares its GPUs (or builds only for the CPU, or runs Ollama) is planned, fit-checked and rendered
     in full: its warnings are returned. One that leaves its GPUs to the host probe is only parsed and validated
     here: None, its plan waits for the probe (read-only), which still comes before any change.
     """
-    spec = parse_host(name, hostvars)
+    tuned_vars = apply_tuned(name, hostvars, tuned)  # a tuned file that names no server of the host fails here
+    try:
+        spec = parse_host(name, tuned_vars)
+    except SpecError as exc:
+        raise blame(tuned, tuned_vars, exc) from None
     cpu_only = spec.llamacpp is None or all(b == "cpu" for b in spec.llamacpp.backends)
     if not (spec.gpus or cpu_only or spec.engine != "llamacpp"):
         return None
-    return render_hostvars(name, hostvars).warnings
+    return render_hostvars(name, hostvars, tuned=tuned).warnings
 
 
 def render_plan(plan: HostPlan) -> tuple[tuple[RenderedFile, ...], Manifest]:
@@ -98,12 +109,17 @@ def render_plan(plan: HostPlan) -> tuple[tuple[RenderedFile, ...], Manifest]:
 
 
 def render_hostvars(
-    name: str, hostvars: dict[str, Any], check_fit: bool = True, probe: ProbedFacts | dict[str, Any] | None = None
+    name: str, hostvars: dict[str, Any], check_fit: bool = True, probe: ProbedFacts | dict[str, Any] | None = None,
+    tuned: Tuned | None = None,
 ) -> Rendered:
     """Validate, plan, check each server's memory fit (``check_fit``) and render one host; nothing is returned
-    unless everything is valid. ``probe``: the host_facts probe's output, when the host was asked."""
-    plan = plan_hostvars(name, hostvars, probe)
-    warnings = check_host_fits(plan) if check_fit else []  # a launch that cannot fit fails here (SpecError)
+    unless everything is valid. ``probe``: the host_facts probe's output, when the host was asked; ``tuned``: the
+    host's tuned override (a tuned flag the memory planner refuses fails here, naming the tuned file)."""
+    plan = plan_hostvars(name, hostvars, probe, tuned)
+    try:
+        warnings = check_host_fits(plan) if check_fit else []  # a launch that cannot fit fails here (SpecError)
+    except SpecError as exc:
+        raise blame(tuned, apply_tuned(name, hostvars, tuned), exc) from None
     warnings += list(plan.router.warnings) if plan.router is not None else []
     files, manifest = render_plan(plan)
     return Rendered(plan.spec, plan.facts, plan, files, manifest, tuple(warnings))

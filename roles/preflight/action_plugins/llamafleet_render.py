@@ -14,6 +14,7 @@ from ansible.plugins.action import ActionBase
 from generators.errors import SpecError
 from generators.inventory import check_bounded, plain
 from generators.pipeline import check_declared, hostvars_of, render_hostvars
+from generators.tuned import read_tuned, tuned_path
 
 
 class ActionModule(ActionBase):
@@ -29,13 +30,16 @@ class ActionModule(ActionBase):
             check_bounded(host, spec)  # an alias bomb is refused before plain() expands it
             hostvars = hostvars_of(None if spec is None else plain(spec), self._task.args.get("build"))
             probe = self._task.args.get("probe")
+            # the host's tuned override beside the inventory (bench-report --write-tuned), when there is one
+            inventory_dir = (task_vars or {}).get("inventory_dir")
+            tuned = read_tuned(host, tuned_path(inventory_dir, host)) if inventory_dir else None
             if self._task.args.get("declared_only"):
-                warnings = check_declared(host, hostvars)
+                warnings = check_declared(host, hostvars, tuned)
                 if warnings:
                     result["warnings"] = [*result.get("warnings", []), *warnings]
                 result.update(changed=False, checked_in_full=warnings is not None)
                 return result
-            rendered = render_hostvars(host, hostvars, probe=None if probe is None else plain(probe))
+            rendered = render_hostvars(host, hostvars, probe=None if probe is None else plain(probe), tuned=tuned)
         except SpecError as exc:
             result.update(failed=True, msg=str(exc), problems=[p.line(host) for p in exc.problems])
             return result

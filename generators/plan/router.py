@@ -262,11 +262,5 @@ def with_models_max(unit: ServerPlan, router: RouterPlan, models_max: int,
     return _with_argv(unit, router), router
 
 
-def probe_models(unit: ServerPlan) -> list[dict[str, object]]:
-    """The wave-3 probe contract's ``probe.models`` of any server: a unit's one model, every model of a router
-    (``name``: what the probe sends as "model"; ``n_ctx_slot``: ctx // slots, 0 for ctx: native)."""
-    return [{"name": m.id, "n_ctx_slot": m.ctx_slot or 0, "alias": m.alias or m.id} for m in unit.served]
-
-
-__all__ = ["MODEL_ID_RE", "RouterModel", "RouterPlan", "Variant", "ini_options", "model_id", "plan_router", "probe_models",
+__all__ = ["MODEL_ID_RE", "RouterModel", "RouterPlan", "Variant", "ini_options", "model_id", "plan_router",
            "router_argv", "router_problems", "router_since", "variants", "with_models_max"]

@@ -13,7 +13,7 @@ from generators import data
 from generators.errors import SpecError
 from generators.pipeline import plan_hostvars, render_hostvars
 from generators.plan.fit.router import capacity, model_plans
-from generators.plan.router import ini_options, probe_models, router_since, shared_options
+from generators.plan.router import ini_options, router_since, shared_options
 
 
 def router_vars(host: str, **changes: Any) -> dict[str, Any]:
@@ -46,13 +46,14 @@ def test_seed_003s_four_presets_are_four_models_of_one_router() -> None:
     assert [m.id for m in router.models] == ["coder-qwen", "qwen3-2507", "gpt-oss-20b", "qwen3-next-80b"]
     assert router.startup == ("coder-qwen",)  # the chosen preset
     unit = plan.servers[0]
-    assert unit.argv[1:] == ("--host", "127.0.0.1", "--port", "8080", "--models-preset",
+    assert unit.argv[1:] == ("--host", "127.0.0.1", "--port", "9080", "--models-preset",  # behind the proxy
                              "/var/lib/llamafleet/presets/llamafleet-main.ini", "--models-max",
                              str(router.models_max), "--models-autoload")
     assert [m.id for m in unit.served] == [m.id for m in router.models]  # what clients and probes list
     # shared by all four: the server's own settings and the APU's --load-mode none; each has only its model
     assert dict(router.shared) == {"ctx-size": "65536", "parallel": "1", "n-gpu-layers": "99", "cache-type-k": "f16",
-                                   "cache-type-v": "f16", "flash-attn": "on", "jinja": "true", "load-mode": "none"}
+                                   "cache-type-v": "f16", "flash-attn": "on", "jinja": "true", "load-mode": "none",
+                                   "metrics": "true"}
     assert all([k for k, _ in m.options] == ["model"] for m in router.models)
     assert unit.environment["RADV_PERFTEST"] == "bfloat16"  # the GPU's quirk reaches every child (inherited env)
 
@@ -87,17 +88,17 @@ def test_seed_002s_fim_and_chat_pair_is_one_router_with_both_roles() -> None:
     assert router is not None
     assert [m.id for m in router.models] == ["qwen2.5-coder-14b", "qwen2.5-coder-7b"]  # the chat server's first
     by_id = {m.id: dict(m.options) for m in router.models}
-    assert by_id["qwen2.5-coder-14b"]["n-gpu-layers"] == "auto" and by_id["qwen2.5-coder-7b"]["n-gpu-layers"] == "99"
+    assert by_id["qwen2.5-coder-14b"]["n-gpu-layers"] == "5" and by_id["qwen2.5-coder-7b"]["n-gpu-layers"] == "99"
     assert by_id["qwen2.5-coder-7b"]["ctx-size"] == "4096"
-    # an 8 GB card: the 14B fills it (gpu_layers auto), so the two cannot stay loaded together
-    assert router.models_max == 1 and router.startup == ("qwen2.5-coder-14b",)
+    # an 8 GB card: with the 14B at its planned 5 layers (KV in RAM) both stay loaded together, as two units do
+    assert router.models_max == 2 and router.startup == ("qwen2.5-coder-14b", "qwen2.5-coder-7b")
     continue_cfg = next(f.content for f in rendered.files if f.path == "clients/continue/config.yaml")
     assert "model: qwen2.5-coder-7b\n  apiBase: http://127.0.0.1:8080\n" in continue_cfg  # FIM: same router
     manifest = rendered.manifest["servers"][0]
     assert manifest["router"]["models"][1] == {
         "name": "qwen2.5-coder-7b", "model": "qwen2.5-coder-7b", "role": "autocomplete", "alias": "qwen2.5-coder-7b",
         "n_ctx_slot": 4096, "model_path": "/home/dev/models/qwen2.5-coder-7b-instruct-q4_k_m.gguf",
-        "load_on_start": False}
+        "load_on_start": True}
     assert {"--models-preset", "--ctx-size", "--n-gpu-layers", "--model"} <= set(manifest["flags"])
     assert "--load-on-startup" not in manifest["flags"]  # preset-only: not an option --help lists
 
@@ -175,11 +176,12 @@ def test_ini_options_are_the_command_line_less_what_the_router_owns() -> None:
 
 
 def test_the_probe_contract_lists_every_model_of_a_router_and_the_one_of_a_unit() -> None:
-    router = plan_hostvars("rtx3070", seed002()).servers[0]
-    assert probe_models(router) == [{"name": "qwen2.5-coder-14b", "n_ctx_slot": 8192, "alias": "qwen2.5-coder-14b"},
-                                    {"name": "qwen2.5-coder-7b", "n_ctx_slot": 4096, "alias": "qwen2.5-coder-7b"}]
-    units = plan_hostvars("rtx3070", raw_vars("rtx3070")).servers
-    assert [probe_models(s) for s in units] == [[{"name": "qwen2.5-coder-7b", "n_ctx_slot": 4096,
-                                                  "alias": "qwen2.5-coder-7b"}],
-                                                [{"name": "qwen2.5-coder-14b", "n_ctx_slot": 8192,
-                                                  "alias": "qwen2.5-coder-14b"}]]
+    """The manifest's probe block: a router's every model under its id, each with its own context per slot and
+    slots (as planned alone); a unit's one model."""
+    router = render_hostvars("rtx3070", seed002()).manifest["servers"][0]["probe"]["models"]
+    assert router == [{"name": "qwen2.5-coder-14b", "n_ctx_slot": 65536, "alias": "qwen2.5-coder-14b", "slots": 1},
+                      {"name": "qwen2.5-coder-7b", "n_ctx_slot": 4096, "alias": "qwen2.5-coder-7b", "slots": 1}]
+    units = render_hostvars("rtx3070", raw_vars("rtx3070")).manifest["servers"]
+    assert [s["probe"]["models"] for s in units] == [
+        [{"name": "qwen2.5-coder-7b", "n_ctx_slot": 4096, "alias": "qwen2.5-coder-7b", "slots": 1}],
+        [{"name": "qwen2.5-coder-14b", "n_ctx_slot": 65536, "alias": "qwen2.5-coder-14b", "slots": 1}]]

@@ -170,7 +170,7 @@ def test_002_rtx3070_runs_autocomplete_and_chat_on_two_ports() -> None:
     assert chat["--model"] == "qwen2.5-coder-14b-instruct-q4_k_m.gguf"
     assert auto["--model"] == "qwen2.5-coder-7b-instruct-q4_k_m.gguf"
     # the chat server gets the planner's explicit layer count (tests/render/test_seed_conclusions.py checks it)
-    assert auto["--n-gpu-layers"] == "99" and chat["--n-gpu-layers"] == "14"
+    assert auto["--n-gpu-layers"] == "99" and chat["--n-gpu-layers"] == "5"
 
 
 @pytest.mark.parametrize(

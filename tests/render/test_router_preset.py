@@ -25,6 +25,7 @@ cache-type-v = f16
 flash-attn = on
 jinja = true
 load-mode = none
+metrics = true
 
 [coder-qwen]
 load-on-startup = true
@@ -56,7 +57,7 @@ def test_seed_003_as_a_router_renders_this_preset_and_unit() -> None:
     models_max = rendered.plan.router.models_max  # type: ignore[union-attr]
     assert ("Description=llama-server router main (coder-qwen, qwen3-2507, gpt-oss-20b, qwen3-next-80b; port 8080)"
             in unit)
-    assert ("ExecStart=/opt/llamafleet/llama.cpp/current/bin/llama-server \\\n    --host 127.0.0.1 \\\n    --port 8080"
+    assert ("ExecStart=/opt/llamafleet/llama.cpp/current/bin/llama-server \\\n    --host 127.0.0.1 \\\n    --port 9080"
             " \\\n    --models-preset /var/lib/llamafleet/presets/llamafleet-main.ini \\\n    --models-max "
             f"{models_max} \\\n    --models-autoload\n") in unit
     entry = rendered.manifest["servers"][0]["router"]

@@ -30,11 +30,11 @@ TARGET = re.compile(r"^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")
 
 
 def inventory(tmp_path: Path) -> Path:
-    """lan: a server on the LAN behind the proxy, with a key; box: loopback only; ollama: no metrics."""
+    """lan: a server on the LAN behind the proxy, with a key; box: loopback only, no proxy; ollama: no metrics."""
     lan = {**DEMO, "servers": [{**DEMO["servers"][0], "host": "0.0.0.0", "port": 18610,
                                 "api_key_file": "/home/llama/.config/llamafleet/main.key"}],
            "sse_proxy": {"upstream_port": 18611}}
-    box = {**DEMO, "servers": [{**DEMO["servers"][0], "name": "chat"}]}
+    box = {**DEMO, "servers": [{**DEMO["servers"][0], "name": "chat"}], "sse_proxy": False}
     ollama = {"engine": "ollama", "distro": DEMO["distro"], "ollama": {"models": ["qwen2.5-coder:7b"]}}
     hosts = {"all": {"hosts": {"lan": {"ansible_host": "10.0.0.7", "llamafleet": lan},
                                "box": {"llamafleet": box}, "oll": {"llamafleet": ollama}}}}

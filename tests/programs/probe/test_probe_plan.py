@@ -37,7 +37,7 @@ def test_the_demo_manifest_holds_its_probe_block() -> None:
     manifest = json.loads(render("demo", DEMO)["manifest.json"].content)
     assert manifest["servers"][0]["probe"] == {
         "agent_probe": "warn", "build": 11434, "slots": 1, "tools_template": True,
-        "models": [{"name": "local", "n_ctx_slot": 4096, "alias": "local"}]}
+        "models": [{"name": "local", "n_ctx_slot": 4096, "alias": "local", "slots": 1}]}
 
 
 @pytest.mark.parametrize(("server", "n_ctx_slot", "slots"), [

@@ -11,7 +11,9 @@ What they show (asserted below, so a new recording that differs fails here): no 
 ``ends_inside``) — llama.cpp #22722's premise did not reproduce with this build. Accordingly the proxy's repair has
 nothing to do: every stream leaves it byte for byte, in one piece or cut into small reads, and an AI-SDK-style
 reassembly (JSON-parse each event, concatenate the argument deltas) gets the same arguments directly and through it,
-with the pinned content intact wherever the model finished its call.
+with the pinned content intact wherever the model finished its call. A cut was possible: SmolLM2 spells 13 of the 29
+tokens of the first pinned text as partial UTF-8 bytes (llama-server's /tokenize with_pieces), so b11434 holds such
+tokens back until the character is whole.
 """
 
 from __future__ import annotations

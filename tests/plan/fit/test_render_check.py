@@ -94,6 +94,8 @@ def test_launch_request_pins_what_render_writes() -> None:
                                                                                     True)
     assert (req.ctx, req.parallel, req.batch, req.ubatch, req.no_kv_offload) == (4096, 1, 2048, 512, False)
     assert launch_request(chat, facts).gpu_layers == chat.server.gpu_layers == 5  # seed 002: an explicit count
+    laptop = _plan(EXAMPLE, "rtx4060-laptop").servers[0]
+    assert launch_request(laptop, facts).gpu_layers is None  # gpu_layers: auto is llama.cpp's to fit
     shared = _plan(EXAMPLE, "rtx4090")
     req = launch_request(shared.servers[0], catalog.lookup("Qwen3.6-35B-A3B-UD-IQ4_XS.gguf"))  # type: ignore[arg-type]
     assert (req.parallel, req.kv_unified) == (4, True)  # no --parallel rendered: llama-server's 4 unified slots

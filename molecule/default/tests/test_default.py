@@ -131,9 +131,11 @@ def test_other_endpoints_pass_through_the_proxy(host):
 
 def test_metrics_of_the_server_and_the_proxy(host):
     # every llama-server runs with --metrics (the fleet status and Prometheus read it), directly and through the
-    # proxy; the proxy's own counters saw the streamed completion above
+    # proxy; the proxy's own counters saw the streamed completion above. A router answers /metrics per model
+    # (HTTP 400 without ?model=): the one the requests above named.
+    query = "?model=local" if host.backend.get_hostname() == ROUTER_HOST else ""
     for port in (UPSTREAM_PORT, PORT):
-        status, body = get(host, f"http://127.0.0.1:{port}/metrics")
+        status, body = get(host, f"http://127.0.0.1:{port}/metrics{query}")
         assert status == 200 and "\nllamacpp:tokens_predicted_total " in body, port
     status, body = get(host, f"http://127.0.0.1:{PORT}/proxy/metrics")
     streams = [line.split()[1] for line in body.splitlines() if line.startswith("llamafleet_proxy_streams_total ")]

@@ -52,9 +52,11 @@ raw:
   type: dict
 """
 
+import json
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from ansible.module_utils.basic import AnsibleModule
@@ -106,12 +108,34 @@ def base_of(url, suffix):
     return url[: -len(suffix)] if url.endswith(suffix) else url.rstrip("/")
 
 
+def loaded_model(answer):
+    """The first model a router's /v1/models lists as loaded (None: none, or not a router's answer)."""
+    try:
+        data = json.loads(answer.get("body") or "").get("data") or []
+    except (ValueError, AttributeError):
+        return None
+    for entry in data:
+        status = entry.get("status") if isinstance(entry, dict) else None
+        if isinstance(status, dict) and status.get("value") == "loaded" and isinstance(entry.get("id"), str):
+            return entry["id"]
+    return None
+
+
 def read_server(server, timeout):
+    """Every endpoint's answer; a router (manifest ``router``) answers /props, /slots and /metrics per model, so
+    they name its loaded one (``?model=``), and are not read while none is loaded."""
     key, key_error = read_key(server.get("api_key_file"))
     base = base_of(str(server.get("health_url") or ""), "/health")
     endpoints = {}
+    query = ""
     for name, path in SERVER_ENDPOINTS.items():
-        endpoints[name] = fetch(base + path, None if name == "health" else key, timeout)
+        if server.get("router") is not None and name in ("props", "slots", "metrics"):
+            model = loaded_model(endpoints.get("models") or {})
+            if model is None:
+                endpoints[name] = {"status": None, "body": "", "error": "no model loaded (router)"}
+                continue
+            query = "?" + urllib.parse.urlencode({"model": model})
+        endpoints[name] = fetch(base + path + query, None if name == "health" else key, timeout)
     return {"name": server.get("name"), "key_error": key_error, "endpoints": endpoints}
 
 

@@ -29,7 +29,8 @@ def test_render_demo_writes_every_file_with_its_mode(tmp_path: Path) -> None:
     assert oct((tmp_path / "build/build-llamacpp.sh").stat().st_mode & 0o777) == "0o755"
     assert oct((tmp_path / "llamafleet/llamafleet-main.env").stat().st_mode & 0o777) == "0o600"
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["servers"][0]["port"] == 8080
+    # the proxy takes the agents' port 8080 (on by default); llama-server moves behind it to port + 1000
+    assert (manifest["sse_proxy"]["listen_port"], manifest["servers"][0]["port"]) == (8080, 9080)
 
 
 @pytest.mark.parametrize("host", EXAMPLE_HOSTS)

@@ -57,9 +57,9 @@ def demo() -> tuple[Any, dict[str, Any]]:
 
 def planned_argv(binary: str, model: str, port: int) -> list[str]:
     """The demo server's planned command line, with this machine's binary, model, template and port."""
-    plan, _ = demo()
+    plan, entry = demo()
     server = plan.servers[0]
-    swap = {server.model_path: model, str(server.argv[0]): binary, "8080": str(port)}
+    swap = {server.model_path: model, str(server.argv[0]): binary, str(entry["port"]): str(port)}  # behind its proxy
     argv = [swap.get(a, a) for a in server.argv]
     at = argv.index("--chat-template-file")
     argv[at + 1] = str(TEMPLATE)

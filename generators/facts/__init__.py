@@ -204,6 +204,24 @@ def _matches(declared: Gpu, gpu: ProbedGpu) -> bool:
     return gpu.vendor == declared.vendor and (gpu.name or "").lower() in names | {""}
 
 
+SOFTWARE_VENDORS = ("mesa",)  # a software Vulkan device (lavapipe): on no PCI bus, listed by vulkaninfo only
+
+
+def _software_device(declared: Gpu, probe: ProbedFacts, field_name: str, problems: list[Problem]) -> Gpu | None:
+    """A declared software Vulkan device: the CPU-type device of the host's Vulkan listing. A bare host has no
+    listing yet (vulkaninfo and Mesa come with the backend's packages): the declaration stands, and the build's
+    device check (``--list-devices``) proves it before anything switches. A listing without a CPU device fails."""
+    if not probe.vulkan_devices:
+        return declared
+    cpu = [d for d in probe.vulkan_devices if d.type == "cpu"]
+    if not cpu:
+        listed = ", ".join(f"GPU{d.index} {d.name} ({d.type})" for d in probe.vulkan_devices)
+        problems.append(Problem(field_name, f"declared {declared.key} (a software Vulkan device), vulkaninfo lists "
+                                            f"no CPU-type device: {listed}"))
+        return None
+    return Gpu(**{**declared.__dict__, "vulkan_index": cpu[0].index})
+
+
 def _merge_gpus(host: Host, probe: ProbedFacts, problems: list[Problem]) -> tuple[Gpu, ...]:
     """Declared GPUs checked against the detected ones (each must be there, VRAM within tolerance); without a
     declaration, the detected GPUs, each through the catalog. Vulkan indices come from the host's listing."""
@@ -224,6 +242,11 @@ def _merge_gpus(host: Host, probe: ProbedFacts, problems: list[Problem]) -> tupl
         declared = gpu_from_decl(decl)
         match = next((j for j, g in enumerate(detected) if j not in used and _matches(declared, g)), None)
         field_name = f"llamafleet.gpus[{i}]"
+        if match is None and declared.vendor in SOFTWARE_VENDORS:
+            software = _software_device(declared, probe, field_name, problems)
+            if software is not None:
+                out.append((len(detected) + i, software))
+            continue
         if match is None:
             problems.append(Problem(field_name, f"declared {declared.key}, detected {seen}"))
             continue

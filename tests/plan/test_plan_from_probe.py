@@ -170,3 +170,28 @@ def test_undeclared_unknown_gpu_names_the_catalog() -> None:
     with pytest.raises(SpecError) as exc:
         plan_hostvars("box", host("cuda"), json.loads(text))
     assert one_line(exc).startswith("host box: llamafleet.gpus: detected NVIDIA Quadro Z9")
+
+
+# -- a software Vulkan device (Mesa's lavapipe, the Vulkan test host's "GPU") ---------------------------------------
+LAVAPIPE = {"name": "lavapipe", "vendor": "mesa", "unified": True, "vram_gb": 4, "bandwidth_gbs": 20}
+
+
+def test_lavapipe_declared_on_a_bare_host_stands_until_the_device_check() -> None:
+    """A bare Debian 13 host has no vulkaninfo yet (Mesa comes with the Vulkan packages): the declaration stands."""
+    plan = plan_hostvars("box", host("vulkan", gpus=[LAVAPIPE]), raw("debian13-container-bare"))
+    assert [g.key for g in plan.facts.gpus] == ["lavapipe"]
+
+
+def test_lavapipe_takes_the_cpu_device_index_from_the_listing() -> None:
+    plan = plan_hostvars("box", host("vulkan", gpus=[LAVAPIPE]), raw("debian13-container-vulkan"))
+    [gpu] = plan.facts.gpus
+    assert (gpu.key, gpu.vulkan_index) == ("lavapipe", 0)  # llvmpipe is GPU0 there (PHYSICAL_DEVICE_TYPE_CPU)
+
+
+def test_lavapipe_declared_where_vulkaninfo_lists_no_cpu_device_fails() -> None:
+    probe = raw("debian13-container-vulkan")
+    text = json.dumps(probe).replace("PHYSICAL_DEVICE_TYPE_CPU", "PHYSICAL_DEVICE_TYPE_DISCRETE_GPU")
+    with pytest.raises(SpecError) as exc:
+        plan_hostvars("box", host("vulkan", gpus=[LAVAPIPE]), json.loads(text))
+    assert one_line(exc).startswith("host box: llamafleet.gpus[0]: declared lavapipe (a software Vulkan device), "
+                                    "vulkaninfo lists no CPU-type device: GPU0 llvmpipe")

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from generators.errors import Problem, SpecError
-from generators.pipeline import plan_hostvars, render_hostvars
+from generators.inventory import check_bounded, plain
+from generators.pipeline import hostvars_of, plan_hostvars, render_hostvars
 from generators.plan.bench import DEFAULT_BUDGET_S, DEPTH_CAP, HostSweep, active_bytes, host_sweep
 from generators.plan.fit.check import model_facts
 from generators.plan.fit.planner import Config, kv_cache_layers
 from generators.plan.host import HostPlan
-from generators.tuned import Tuned, dump_tuned, parse_tuned
+from generators.tuned import Tuned, dump_tuned, parse_tuned, read_tuned, tuned_path
 
 SCHEMA = 1
 BENCH_DIR = "bench"
@@ -437,3 +438,12 @@ def gate(records: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]], previ
             lines.append(f"{n['server']} {name} d{t['n_depth']}: {t['avg_ts']:.2f} t/s on {n['version']} vs "
                          f"{was:.2f} on {previous} ({100 * change:+.1f} %){' REGRESSION' if bad else ''}")
     return ok, lines
+
+
+def task_plan(host: str, spec: Any, probe: Any, inventory_dir: str | Path, build: object = None) -> HostPlan:
+    """The host's plan as the bench role's controller tasks see it: the play's description (alias bombs refused
+    before it is expanded), the host's probe and its tuned file beside the inventory, for ``build`` if given."""
+    check_bounded(host, spec)
+    tuned = read_tuned(host, tuned_path(inventory_dir, host))
+    return plan_hostvars(host, hostvars_of(None if spec is None else plain(spec), build),
+                         None if probe is None else plain(probe), tuned)

@@ -9,7 +9,6 @@ reached: the table prints, the JSON is written, nothing changes.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -22,6 +21,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import llamafleet_status as status_module
 import openai
 import pytest
 import yaml
@@ -30,20 +30,11 @@ from proxy_support import LlamaServer, ProxyProcess
 from generators.status import host_status, table
 
 REPO = Path(__file__).resolve().parents[2]
-MODULE = REPO / "roles" / "fleet_status" / "library" / "llamafleet_status.py"
 SERVER_PORT, PROXY_PORT, PROM_PORT, DEAD_PORT, DEAD_SSH = 18601, 18602, 18605, 18619, 18618
 KEY = "sk-status-test-0c55e1"
 CTX, SLOTS = 2048, 2
 
 
-def load_module():
-    spec = importlib.util.spec_from_file_location("llamafleet_status", MODULE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-status_module = load_module()
 
 
 @pytest.fixture(scope="module")

@@ -4,25 +4,14 @@ names the model /v1/models lists as loaded, and reads none of them while nothing
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import llamafleet_status
 import pytest
-
-MODULE = Path(__file__).resolve().parents[2] / "roles/fleet_status/library/llamafleet_status.py"
-
-
-def load_module():
-    spec = importlib.util.spec_from_file_location("llamafleet_status", MODULE)
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
 
 
 class Router(BaseHTTPRequestHandler):
@@ -69,7 +58,7 @@ def router() -> Iterator[str]:
 
 def test_a_router_is_read_for_its_loaded_model(router: str) -> None:
     Router.loaded = "tiny"
-    read = load_module().read_server({"name": "main", "health_url": f"{router}/health", "router": {}}, 5)
+    read = llamafleet_status.read_server({"name": "main", "health_url": f"{router}/health", "router": {}}, 5)
     ends = read["endpoints"]
     assert {n: ends[n]["status"] for n in ends} == {"health": 200, "models": 200, "props": 200, "slots": 200,
                                                    "metrics": 200}
@@ -79,12 +68,12 @@ def test_a_router_is_read_for_its_loaded_model(router: str) -> None:
 
 def test_a_router_with_nothing_loaded_says_so_instead_of_asking(router: str) -> None:
     Router.loaded = None
-    ends = load_module().read_server({"name": "main", "health_url": f"{router}/health", "router": {}}, 5)["endpoints"]
+    ends = llamafleet_status.read_server({"name": "main", "health_url": f"{router}/health", "router": {}}, 5)["endpoints"]
     assert ends["props"] == {"status": None, "body": "", "error": "no model loaded (router)"}
     assert not [p for p in Router.seen if p.startswith(("/props", "/slots", "/metrics"))]
 
 
 def test_a_plain_server_is_read_without_a_model(router: str) -> None:
-    ends = load_module().read_server({"name": "main", "health_url": f"{router}/health"}, 5)["endpoints"]
+    ends = llamafleet_status.read_server({"name": "main", "health_url": f"{router}/health"}, 5)["endpoints"]
     assert ends["slots"]["status"] == 400  # this scripted router refuses it: a plain server never gets ?model=
     assert "/slots" in Router.seen

@@ -13,11 +13,9 @@ from pathlib import Path
 from ansible.plugins.action import ActionBase
 
 from generators.bench import (GATE_THRESHOLD, append_records, gate, gate_runs, read_records, records_from_results,
-                              records_path)
+                              records_path, task_plan)
 from generators.errors import SpecError
-from generators.inventory import check_bounded, plain
-from generators.pipeline import hostvars_of, plan_hostvars
-from generators.tuned import read_tuned, tuned_path
+from generators.inventory import plain
 
 
 class ActionModule(ActionBase):
@@ -34,11 +32,7 @@ class ActionModule(ActionBase):
         inventory_dir = args.get("records_dir") or task_vars.get("inventory_dir") or "."
         previous = str(args.get("previous") or "")
         try:
-            check_bounded(host, spec)
-            tuned = read_tuned(host, tuned_path(inventory_dir, host))
-            probe = args.get("probe")
-            plan = plan_hostvars(host, hostvars_of(None if spec is None else plain(spec), args.get("build")),
-                                 None if probe is None else plain(probe), tuned)
+            plan = task_plan(host, spec, args.get("probe"), inventory_dir, args.get("build"))
             path = records_path(Path(inventory_dir), host)
             stored = read_records(host, path)
             if args.get("step") == "plan":

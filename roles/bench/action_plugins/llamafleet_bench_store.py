@@ -11,11 +11,9 @@ from pathlib import Path
 
 from ansible.plugins.action import ActionBase
 
-from generators.bench import append_records, markdown, records_from_results, records_path
+from generators.bench import append_records, markdown, records_from_results, records_path, task_plan
 from generators.errors import SpecError
-from generators.inventory import check_bounded, plain
-from generators.pipeline import hostvars_of, plan_hostvars
-from generators.tuned import read_tuned, tuned_path
+from generators.inventory import plain
 
 
 class ActionModule(ActionBase):
@@ -31,11 +29,7 @@ class ActionModule(ActionBase):
         spec = args.get("spec")
         inventory_dir = args.get("records_dir") or task_vars.get("inventory_dir") or "."
         try:
-            check_bounded(host, spec)
-            tuned = read_tuned(host, tuned_path(inventory_dir, host))
-            probe = args.get("probe")
-            plan = plan_hostvars(host, hostvars_of(None if spec is None else plain(spec)),
-                                 None if probe is None else plain(probe), tuned)
+            plan = task_plan(host, spec, args.get("probe"), inventory_dir)
             records = records_from_results(plan, plain(args.get("output") or {}))
         except SpecError as exc:
             result.update(failed=True, msg=str(exc))

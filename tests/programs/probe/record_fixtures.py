@@ -1,11 +1,11 @@
 """Record what the real llama-server (b11434) serves into tests/programs/probe/fixtures/ (run by hand; the tests
 read the recordings):
 
-    eval "$(cat /tmp/host-llama.env)"; python tests/programs/probe/record_fixtures.py [GEMMA_GGUF]
+    eval "$(bash .ci/host-llama.sh)"; python tests/programs/probe/record_fixtures.py [GEMMA_GGUF]
 
 Three servers, each with ``--jinja``: SmolLM2-135M with its own template (no tool block; ``-np 2`` so the slots
 split the context), SmolLM2 with the demo's shipped ``chatml-json-tools`` template, and Gemma 3 270M (default
-/tmp/gemma-3-270m-q4_k_m.gguf) with its own. For each: ``NAME.props.json``, ``NAME.slots.json`` and
+$LLAMAFLEET_GEMMA3_GGUF) with its own. For each: ``NAME.props.json``, ``NAME.slots.json`` and
 ``NAME.agent.json``, the answer to the probe module's agent request (tool_choice auto, write_file).
 """
 
@@ -70,7 +70,7 @@ def record(name: str, argv: list[str], agent_max_tokens: int = 200) -> None:
 
 def main() -> None:
     server, smollm2 = os.environ["LLAMAFLEET_LLAMA_SERVER"], os.environ["LLAMAFLEET_SMOLLM2_GGUF"]
-    gemma = sys.argv[1] if len(sys.argv) > 1 else "/tmp/gemma-3-270m-q4_k_m.gguf"
+    gemma = sys.argv[1] if len(sys.argv) > 1 else os.environ["LLAMAFLEET_GEMMA3_GGUF"]
     FIXTURES.mkdir(exist_ok=True)
     record("smollm2-b11434-np2", [server, "-m", smollm2, "-c", "4096", "-np", "2", "--alias", "local", "--jinja"])
     record("smollm2-chatml-json-tools-b11434", [server, "-m", smollm2, "-c", "4096", "-np", "1", "--alias", "local",

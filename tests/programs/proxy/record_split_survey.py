@@ -3,8 +3,7 @@
 Run by hand; it records every stream into tests/programs/proxy/fixtures/split_survey/ and prints what it saw.
 test_proxy_split_survey.py replays the recordings (the proxy's repair and an AI-SDK-style reassembly).
 
-    LLAMAFLEET_LLAMA_SERVER=/path/llama-server LLAMAFLEET_SMOLLM2_GGUF=/path/SmolLM2-135M-Instruct.Q4_1.gguf \
-        LLAMAFLEET_GEMMA3_GGUF=/tmp/gemma-3-270m-q4_k_m.gguf python tests/programs/proxy/record_split_survey.py
+    eval "$(bash .ci/host-llama.sh)"; python tests/programs/proxy/record_split_survey.py
 
 Servers (``--jinja``, tools-capable templates, ``tool_choice: required``):
 - ``smollm2-chatml``: SmolLM2-135M with the template the fleet ships for it (generators/data/chat_templates/

@@ -9,6 +9,7 @@ prints (``llama-server --list-devices``, the toolchain probe's JSON) is parsed h
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -187,13 +188,45 @@ def _probed_label(gpu: ProbedGpu) -> str:
 
 def _gpu_from_probe(gpu: ProbedGpu, key: str, vulkan_index: int | None) -> Gpu:
     base = dict(data.gpus()[key])
+    pool = unified_pool_bytes(gpu)
     return Gpu(
-        key=key, display=base.get("display", key), vendor=base["vendor"], vram_gb=base.get("vram_gb"),
+        key=key, display=base.get("display", key), vendor=base["vendor"],
+        vram_gb=round(pool / GIB, 1) if pool and base.get("unified") else base.get("vram_gb"),
         bandwidth_gbs=float(base["bandwidth_gbs"]), cuda_cc=base.get("cuda_cc") or gpu.compute_capability,
         gfx=base.get("gfx") or gpu.gfx_target, tensor_cores=bool(base.get("tensor_cores", False)),
         unified=bool(base.get("unified", False)), custom=False, quirks=dict(base.get("quirks", {})),
         vulkan_index=vulkan_index,
     )
+
+
+def unified_pool_bytes(gpu: ProbedGpu) -> int | None:
+    """What the kernel lets an APU's GPU allocate: its GTT plus the BIOS carve-out (``mem_info_vram_total``)."""
+    if not gpu.unified or gpu.gtt_bytes is None:
+        return None
+    return gpu.gtt_bytes + (gpu.vram_bytes or 0)
+
+
+def gtt_kernel_params(pool_gb: float, carve_out_bytes: int) -> str:
+    """The kernel command line that grows an amdgpu APU's GTT so the pool reaches ``pool_gb``: ``amdgpu.gttsize``
+    (MiB; older kernels) and TTM's page limits (4 KiB pages; the limit kernels since 6.x apply)."""
+    gtt_mib = max(0, math.ceil(pool_gb * 1024 - carve_out_bytes / 1024**2))
+    pages = gtt_mib * 256
+    return f"amdgpu.gttsize={gtt_mib} ttm.pages_limit={pages} ttm.page_pool_size={pages}"
+
+
+def _pool_problem(declared: Gpu, gpu: ProbedGpu, field_name: str) -> Problem | None:
+    """An APU declared with a larger GPU pool than its kernel gives (seed 003: 96 GB needs the GTT raised)."""
+    pool = unified_pool_bytes(gpu)
+    if not declared.unified or not declared.vram_gb or pool is None:
+        return None
+    have = pool / GIB
+    if have >= declared.vram_gb * (1 - VRAM_TOLERANCE):
+        return None
+    return Problem(field_name, f"declared {declared.key} with a {declared.vram_gb:g} GB GPU pool, the kernel gives "
+                               f"it {have:.1f} GiB (GTT {gpu.gtt_bytes / GIB:.1f} GiB + carve-out "
+                               f"{(gpu.vram_bytes or 0) / GIB:.1f} GiB): add "
+                               f"{gtt_kernel_params(declared.vram_gb, gpu.vram_bytes or 0)} to the kernel command "
+                               "line and reboot, or declare the smaller vram_gb")
 
 
 def _matches(declared: Gpu, gpu: ProbedGpu) -> bool:
@@ -257,7 +290,13 @@ def _merge_gpus(host: Host, probe: ProbedFacts, problems: list[Problem]) -> tupl
             if abs(have - declared.vram_gb) > VRAM_TOLERANCE * declared.vram_gb:
                 problems.append(Problem(field_name, f"declared {declared.key} with {declared.vram_gb:g} GB VRAM, "
                                                     f"detected {have:.1f} GiB"))
-        out.append((match, Gpu(**{**declared.__dict__, "vulkan_index": probe.vulkan_index(gpu)})))
+        pool = _pool_problem(declared, gpu, field_name)
+        if pool is not None:
+            problems.append(pool)
+        vram_gb = declared.vram_gb
+        if declared.unified and not vram_gb and unified_pool_bytes(gpu):
+            vram_gb = round(unified_pool_bytes(gpu) / GIB, 1)  # the pool the kernel gives, planned against
+        out.append((match, Gpu(**{**declared.__dict__, "vram_gb": vram_gb, "vulkan_index": probe.vulkan_index(gpu)})))
     return tuple(g for _, g in sorted(out, key=lambda pair: pair[0]))
 
 
@@ -361,4 +400,4 @@ def facts_from_spec(host: Host, name: str = "host", probe: ProbedFacts | None = 
     )
 
 
-__all__ = ["VRAM_TOLERANCE", "DistroFacts", "catalog_key", "detected_distro_key", "Gpu", "HostFacts", "distro_facts", "facts_from_spec", "gpu_from_decl", "toolchain_probe"]
+__all__ = ["VRAM_TOLERANCE", "gtt_kernel_params", "unified_pool_bytes", "DistroFacts", "catalog_key", "detected_distro_key", "Gpu", "HostFacts", "distro_facts", "facts_from_spec", "gpu_from_decl", "toolchain_probe"]

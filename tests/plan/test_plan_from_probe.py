@@ -195,3 +195,42 @@ def test_lavapipe_declared_where_vulkaninfo_lists_no_cpu_device_fails() -> None:
         plan_hostvars("box", host("vulkan", gpus=[LAVAPIPE]), json.loads(text))
     assert one_line(exc).startswith("host box: llamafleet.gpus[0]: declared lavapipe (a software Vulkan device), "
                                     "vulkaninfo lists no CPU-type device: GPU0 llvmpipe")
+
+
+# -- seed 003: an APU's GPU pool is what the kernel gives it (GTT + carve-out) ----------------------------------
+def _gtt(probe: dict[str, Any], gib: int) -> dict[str, Any]:
+    probe = copy.deepcopy(probe)
+    (card,) = [c for c in probe["drm_cards"] if c.get("mem_info_gtt_total")]
+    card["mem_info_gtt_total"] = f"{gib * 1024**3}\n"
+    return probe
+
+
+def test_strix_halo_undeclared_plans_against_the_kernels_pool() -> None:
+    plan = plan_hostvars("strix", host("vulkan"), raw("strix-halo"))
+    (gpu,) = plan.facts.gpus
+    assert gpu.unified and gpu.vram_gb == 96.5  # GTT 96 GiB + the 512 MiB carve-out
+
+
+def test_strix_halo_declared_96_gb_with_the_default_gtt_names_the_kernel_parameters() -> None:
+    small = _gtt(raw("strix-halo"), 62)  # the kernel's default: half of the 124 GiB the OS sees
+    with pytest.raises(SpecError) as exc:
+        plan_hostvars("strix", host("vulkan", gpus=[{"name": "radeon-8060s", "vram_gb": 96}]), small)
+    assert one_line(exc) == (
+        "host strix: llamafleet.gpus[0]: declared radeon-8060s with a 96 GB GPU pool, the kernel gives it 62.5 GiB "
+        "(GTT 62.0 GiB + carve-out 0.5 GiB): add amdgpu.gttsize=97792 ttm.pages_limit=25034752 "
+        "ttm.page_pool_size=25034752 to the kernel command line and reboot, or declare the smaller vram_gb")
+
+
+def test_strix_halo_declared_96_gb_with_the_seed_gtt_plans() -> None:
+    plan = plan_hostvars("strix", host("vulkan", gpus=[{"name": "radeon-8060s", "vram_gb": 96}]), raw("strix-halo"))
+    assert plan.facts.gpus[0].vram_gb == 96
+
+
+def test_strix_halo_undeclared_the_planner_gets_the_kernels_pool() -> None:
+    """The memory planner checks a launch against what the kernel gives today, not the catalog's 120 GB most."""
+    from generators.plan.fit.requests import memory_for
+
+    for gib, pool in ((96, 96.5), (62, 62.5)):
+        plan = plan_hostvars("strix", host("vulkan"), _gtt(raw("strix-halo"), gib))
+        memory, _ = memory_for(plan, plan.servers[0], None, None)
+        assert (memory.gpu_mib, memory.unified) == (int(pool * 1024), True)

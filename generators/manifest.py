@@ -386,6 +386,8 @@ class Manifest(TypedDict):
     sse_proxy: SseProxyEntry | None
     #: the proxy's unit name, always, so roles can retire a proxy the host no longer has
     sse_proxy_unit: str
+    #: nvidia-persistenced enabled and running (the host asked for persistence mode, seed 001)
+    nvidia_persistence: bool
 
 
 def _build(build: BuildPlan) -> BuildEntry:
@@ -622,6 +624,7 @@ def build_manifest(plan: HostPlan, files: Sequence[RenderedFile]) -> Manifest:
         "hub": None if plan.hub is None else {"token_file": plan.hub.token_file, "endpoint": plan.hub.endpoint},
         "sse_proxy": _sse_proxy(plan.proxy),
         "sse_proxy_unit": SSE_PROXY_UNIT,
+        "nvidia_persistence": plan.spec.nvidia_persistence,
     }
     rendered = {f.path for f in files}
     missing = [p for p in _rendered_paths(manifest) if p not in rendered]

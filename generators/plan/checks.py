@@ -101,6 +101,9 @@ def host_problems(host: Host, facts: HostFacts) -> tuple[list[Problem], list[Bui
             seen_ports.add(server.port)
     problems += checks.role_problems(host)
     problems += router_problems(host, facts)
+    if host.nvidia_persistence and not any(g.vendor == "nvidia" for g in facts.gpus):
+        have = ", ".join(g.key for g in facts.gpus) or "no GPU"
+        problems.append(Problem(f"{ROOT_KEY}.nvidia_persistence", f"needs an NVIDIA GPU (this host has {have})"))
     gpu_keys = [g.key for g in facts.gpus]
     if len(gpu_keys) != len(set(gpu_keys)):
         problems.append(Problem(f"{ROOT_KEY}.gpus", "a GPU is listed twice: list each physical GPU once"))

@@ -617,6 +617,9 @@ class Host(_Model):
         "units", description="units: one llama-server unit per server; router: one router serving every model"
     )
     router: Router | None = None
+    nvidia_persistence: bool = Field(
+        False, description="keep NVIDIA persistence mode on across reboots: nvidia-persistenced enabled (seed 001)"
+    )
 
     @model_validator(mode="before")
     @classmethod

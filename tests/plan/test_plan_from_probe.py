@@ -234,3 +234,18 @@ def test_strix_halo_undeclared_the_planner_gets_the_kernels_pool() -> None:
         plan = plan_hostvars("strix", host("vulkan"), _gtt(raw("strix-halo"), gib))
         memory, _ = memory_for(plan, plan.servers[0], None, None)
         assert (memory.gpu_mib, memory.unified) == (int(pool * 1024), True)
+
+
+# -- seed 001: persistence mode ------------------------------------------------------------------------------------
+def test_seed001_persistence_mode_reaches_the_manifest() -> None:
+    rendered = render_hostvars("rtx4090", host("cuda", nvidia_persistence=True), check_fit=False,
+                               probe=raw("rtx4090-desktop"))
+    assert rendered.manifest["nvidia_persistence"] is True
+    assert render_hostvars("rtx4090", host("cuda"), check_fit=False,
+                           probe=raw("rtx4090-desktop")).manifest["nvidia_persistence"] is False
+
+
+def test_persistence_mode_on_a_host_without_an_nvidia_gpu() -> None:
+    with pytest.raises(SpecError) as exc:
+        plan_hostvars("strix", host("vulkan", nvidia_persistence=True), raw("strix-halo"))
+    assert one_line(exc) == "host strix: llamafleet.nvidia_persistence: needs an NVIDIA GPU (this host has radeon-8060s)"

@@ -228,6 +228,8 @@ FIELDS: dict[str, Case] = {
     "clients.continue": Case("rtx4090", put("clients.continue", {})),
     "clients.claude_code": Case("rtx4090", put("clients.claude_code", {})),
     "clients.agent_min_ctx": Case("t1200-laptop", put("clients.agent_min_ctx", 16384)),
+    # host GPU settings (seed 001)
+    "nvidia_persistence": Case("rtx4090", put("nvidia_persistence", False)),
     # the SSE-repair proxy
     "serve": Case("strix-halo", put("serve", "router")),
     "router.models_max": Case("strix-halo", put("router.models_max", 2), put("serve", "router")),

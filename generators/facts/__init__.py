@@ -188,10 +188,9 @@ def _probed_label(gpu: ProbedGpu) -> str:
 
 def _gpu_from_probe(gpu: ProbedGpu, key: str, vulkan_index: int | None) -> Gpu:
     base = dict(data.gpus()[key])
-    pool = unified_pool_bytes(gpu)
+    pool_gb = unified_pool_gb(gpu) if base.get("unified") else None
     return Gpu(
-        key=key, display=base.get("display", key), vendor=base["vendor"],
-        vram_gb=round(pool / GIB, 1) if pool and base.get("unified") else base.get("vram_gb"),
+        key=key, display=base.get("display", key), vendor=base["vendor"], vram_gb=pool_gb or base.get("vram_gb"),
         bandwidth_gbs=float(base["bandwidth_gbs"]), cuda_cc=base.get("cuda_cc") or gpu.compute_capability,
         gfx=base.get("gfx") or gpu.gfx_target, tensor_cores=bool(base.get("tensor_cores", False)),
         unified=bool(base.get("unified", False)), custom=False, quirks=dict(base.get("quirks", {})),
@@ -199,11 +198,12 @@ def _gpu_from_probe(gpu: ProbedGpu, key: str, vulkan_index: int | None) -> Gpu:
     )
 
 
-def unified_pool_bytes(gpu: ProbedGpu) -> int | None:
-    """What the kernel lets an APU's GPU allocate: its GTT plus the BIOS carve-out (``mem_info_vram_total``)."""
+def unified_pool_gb(gpu: ProbedGpu) -> float | None:
+    """What the kernel lets an APU's GPU allocate, in GiB to a tenth: its GTT plus the BIOS carve-out
+    (``mem_info_vram_total``); None for a discrete GPU or an APU whose GTT was not read."""
     if not gpu.unified or gpu.gtt_bytes is None:
         return None
-    return gpu.gtt_bytes + (gpu.vram_bytes or 0)
+    return round((gpu.gtt_bytes + (gpu.vram_bytes or 0)) / GIB, 1)
 
 
 def gtt_kernel_params(pool_gb: float, carve_out_bytes: int) -> str:
@@ -216,10 +216,9 @@ def gtt_kernel_params(pool_gb: float, carve_out_bytes: int) -> str:
 
 def _pool_problem(declared: Gpu, gpu: ProbedGpu, field_name: str) -> Problem | None:
     """An APU declared with a larger GPU pool than its kernel gives (seed 003: 96 GB needs the GTT raised)."""
-    pool = unified_pool_bytes(gpu)
-    if not declared.unified or not declared.vram_gb or pool is None:
+    have = unified_pool_gb(gpu)
+    if not declared.unified or not declared.vram_gb or have is None or gpu.gtt_bytes is None:
         return None
-    have = pool / GIB
     if have >= declared.vram_gb * (1 - VRAM_TOLERANCE):
         return None
     return Problem(field_name, f"declared {declared.key} with a {declared.vram_gb:g} GB GPU pool, the kernel gives "
@@ -290,12 +289,11 @@ def _merge_gpus(host: Host, probe: ProbedFacts, problems: list[Problem]) -> tupl
             if abs(have - declared.vram_gb) > VRAM_TOLERANCE * declared.vram_gb:
                 problems.append(Problem(field_name, f"declared {declared.key} with {declared.vram_gb:g} GB VRAM, "
                                                     f"detected {have:.1f} GiB"))
-        pool = _pool_problem(declared, gpu, field_name)
-        if pool is not None:
-            problems.append(pool)
-        vram_gb = declared.vram_gb
-        if declared.unified and not vram_gb and unified_pool_bytes(gpu):
-            vram_gb = round(unified_pool_bytes(gpu) / GIB, 1)  # the pool the kernel gives, planned against
+        short = _pool_problem(declared, gpu, field_name)
+        if short is not None:
+            problems.append(short)
+        # an APU declared without its pool is planned against the pool the kernel gives
+        vram_gb = declared.vram_gb or (unified_pool_gb(gpu) if declared.unified else None)
         out.append((match, Gpu(**{**declared.__dict__, "vram_gb": vram_gb, "vulkan_index": probe.vulkan_index(gpu)})))
     return tuple(g for _, g in sorted(out, key=lambda pair: pair[0]))
 
@@ -400,4 +398,4 @@ def facts_from_spec(host: Host, name: str = "host", probe: ProbedFacts | None = 
     )
 
 
-__all__ = ["VRAM_TOLERANCE", "gtt_kernel_params", "unified_pool_bytes", "DistroFacts", "catalog_key", "detected_distro_key", "Gpu", "HostFacts", "distro_facts", "facts_from_spec", "gpu_from_decl", "toolchain_probe"]
+__all__ = ["VRAM_TOLERANCE", "gtt_kernel_params", "unified_pool_gb", "DistroFacts", "catalog_key", "detected_distro_key", "Gpu", "HostFacts", "distro_facts", "facts_from_spec", "gpu_from_decl", "toolchain_probe"]

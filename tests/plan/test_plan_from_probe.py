@@ -12,6 +12,7 @@ import pytest
 from generators.errors import SpecError
 from generators.facts.probe import parse_probe
 from generators.pipeline import BUILD_FREE_BYTES, plan_hostvars, render_hostvars
+from generators.plan.fit.requests import memory_for
 
 FIXTURES = Path(__file__).resolve().parents[1] / "facts" / "fixtures"
 GIT = {"git": {"url": "https://github.com/ggml-org/llama.cpp.git", "ref": "b11434"}}
@@ -228,8 +229,6 @@ def test_strix_halo_declared_96_gb_with_the_seed_gtt_plans() -> None:
 
 def test_strix_halo_undeclared_the_planner_gets_the_kernels_pool() -> None:
     """The memory planner checks a launch against what the kernel gives today, not the catalog's 120 GB most."""
-    from generators.plan.fit.requests import memory_for
-
     for gib, pool in ((96, 96.5), (62, 62.5)):
         plan = plan_hostvars("strix", host("vulkan"), _gtt(raw("strix-halo"), gib))
         memory, _ = memory_for(plan, plan.servers[0], None, None)
@@ -248,4 +247,5 @@ def test_seed001_persistence_mode_reaches_the_manifest() -> None:
 def test_persistence_mode_on_a_host_without_an_nvidia_gpu() -> None:
     with pytest.raises(SpecError) as exc:
         plan_hostvars("strix", host("vulkan", nvidia_persistence=True), raw("strix-halo"))
-    assert one_line(exc) == "host strix: llamafleet.nvidia_persistence: needs an NVIDIA GPU (this host has radeon-8060s)"
+    assert one_line(exc) == ("host strix: llamafleet.nvidia_persistence: needs an NVIDIA GPU "
+                             "(this host has radeon-8060s)")

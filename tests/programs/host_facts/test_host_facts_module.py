@@ -368,7 +368,7 @@ def test_real_ansible_run_on_this_machine_in_check_mode(tmp_path):
     memtotal = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:"))
     assert facts.ram_bytes == int(memtotal.split()[1]) * 1024
     assert facts.disk == (DiskSpace(str(tmp_path / "not/yet"), str(tmp_path), facts.disk[0].free_bytes,
-                                    facts.disk[0].total_bytes),)
+                                    facts.disk[0].total_bytes, device=os.stat(tmp_path).st_dev),)
 
 
 @pytest.mark.integration  # an ansible-playbook run

@@ -12,7 +12,11 @@ records as the controller does, and prints the table, then for prefill and gener
 The sweep is made short for this machine (-p 64 -n 16 -r 1, depths 0 and 256, at most --configs
 configurations); ratios come from the same run, never from a stored baseline.
 
-    eval "$(cat /tmp/host-llama.env)"; python bench/bench_vs_deployed.py [--configs 4] [--chart /tmp/x.png]
+    eval "$(bash .ci/host-llama.sh)"; python bench/bench_vs_deployed.py [--configs 4] [--chart /tmp/x.png]
+
+With ``--records FILE --version V`` it prints the same ratios for a test host instead, from the records one
+`playbooks/bench.yml` run on that host stored (``<inventory_dir>/bench/<host>.jsonl``; ``make test-gate`` prints
+them for its host): deployed and best come from that one sweep, on the host's own build ``V`` (``b11401-cpu``).
 """
 
 from __future__ import annotations
@@ -37,11 +41,49 @@ from generators.inventory import host_vars  # noqa: E402
 from generators.plan.bench import HostSweep  # noqa: E402
 
 
+def print_ratios(records: list[dict], depths: list[int]) -> bool:
+    """deployed / best for prefill and generation at each depth, and generation against the ceiling; False when
+    the deployed configuration has no measurement."""
+    ok = [r for r in records if r["ok"]]
+    deployed = next((r for r in ok if r["deployed"]), None)
+    if deployed is None:
+        return False
+    for test, name in (("pp", "prefill"), ("tg", "generation")):
+        for depth in depths:
+            best = max(ok, key=lambda r: bench.speed(r, test, depth) or 0.0)
+            ratio = (bench.speed(deployed, test, depth) or 0.0) / (bench.speed(best, test, depth) or 1.0)
+            print(f"{name} d{depth}: deployed/best = {ratio:.3f} (goal >= 0.95; best: {best['label']})")
+    for depth in depths:
+        frac = bench.fraction(deployed, depth)
+        best = max((bench.fraction(r, depth) or 0.0) for r in ok)
+        print(f"generation d{depth}: deployed at {100 * (frac or 0):.1f} % of the bandwidth ceiling "
+              f"(best swept: {100 * best:.1f} %)")
+    return True
+
+
+def from_records(path: Path, version: str) -> int:
+    stored = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [r for r in bench.latest(stored) if r["version"] == version]
+    if not rows:
+        print(f"no llama-bench records of {version} in {path}", file=sys.stderr)
+        return 1
+    seconds = sum(r.get("seconds") or 0.0 for r in rows)
+    print(f"{path.stem}: {len(rows)} configurations of {version}, {seconds:.0f} s of llama-bench; ceiling "
+          f"{rows[0].get('bandwidth_gbs')} GB/s ({rows[0].get('bandwidth_source')})")
+    return 0 if print_ratios(rows, bench.depths_of(rows)) else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", type=int, default=4, help="configurations benched, the deployed one first")
     ap.add_argument("--chart", default=None, help="write the chart here too")
+    ap.add_argument("--records", type=Path, default=None, help="a test host's stored records instead of a run here")
+    ap.add_argument("--version", default=None, help="with --records: the build, b<N>-<backend>")
     args = ap.parse_args()
+    if args.records is not None:
+        if not args.version:
+            ap.error("--records needs --version")
+        return from_records(args.records, args.version)
     binary, model = os.environ.get("LLAMAFLEET_LLAMA_BENCH"), os.environ.get("LLAMAFLEET_SMOLLM2_GGUF")
     if not (binary and model):
         print("set LLAMAFLEET_LLAMA_BENCH and LLAMAFLEET_SMOLLM2_GGUF (eval \"$(cat /tmp/host-llama.env)\")",
@@ -67,22 +109,11 @@ def main() -> int:
     if args.chart:
         print("chart:", bench.chart("demo", records, Path(args.chart)))
     ok = [r for r in records if r["ok"]]
-    deployed = next((r for r in ok if r["deployed"]), None)
-    if deployed is None:
-        print("the deployed configuration's run failed:", json.dumps(out["results"][0].get("error")))
-        return 1
     print(f"bandwidth {out['bandwidth']['gbs']} GB/s ({out['bandwidth']['method']}); sweep {took:.1f} s "
           f"for {len(runs)} configurations on {cores} cores")
-    for test, name in (("pp", "prefill"), ("tg", "generation")):
-        for depth in (0, 256):
-            best = max(ok, key=lambda r: bench.speed(r, test, depth) or 0.0)
-            ratio = (bench.speed(deployed, test, depth) or 0.0) / (bench.speed(best, test, depth) or 1.0)
-            print(f"{name} d{depth}: deployed/best = {ratio:.3f} (goal >= 0.95; best: {best['label']})")
-    for depth in (0, 256):
-        frac = bench.fraction(deployed, depth)
-        best = max((bench.fraction(r, depth) or 0.0) for r in ok)
-        print(f"generation d{depth}: deployed at {100 * (frac or 0):.1f} % of the bandwidth ceiling "
-              f"(best swept: {100 * best:.1f} %)")
+    if not print_ratios(records, [0, 256]):
+        print("the deployed configuration's run failed:", json.dumps(out["results"][0].get("error")))
+        return 1
     for c in bench.choose("demo", hostvars, records):
         print(f"choice {c.server}: {c.why}")
         if c.winner is not None:  # what the tuned file would deploy, measured in this same run

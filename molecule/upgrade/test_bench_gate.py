@@ -1,8 +1,11 @@
 """The bench playbook and the upgrade gate on a real test host (opt-in: `make test-gate`, ~25 min on 2 cores cold).
 
 1. site.yml provisions the host at build A (llama-server and llama-bench);
-2. playbooks/bench.yml sweeps it (CPU: threads, ubatch/batch, KV, flash attention) within a budget, the records
-   land beside the inventory, and `python -m generators bench-report` writes the table and the chart from them;
+2. playbooks/bench.yml sweeps it (CPU: threads, ubatch/batch, KV, flash attention; two slots with
+   llama-batched-bench) within a budget, the records land beside the inventory, `python -m generators bench-report`
+   writes the table and the chart from them, and bench/bench_vs_deployed.py prints deployed/best and the ceiling
+   fraction from them; the fastest variant written as the tuned file (--min-gain -1: whichever it is) shows in
+   `site.yml --check --diff` as exactly the unit flags it changes, and nothing changes on the host;
 3. playbooks/upgrade.yml -e rollout_bench=true moves it to build B: the probes pass, the gate re-runs A's stored
    deployed configuration on B and lets it through (B's records are stored by the gate);
 4. build A is rebuilt on the host without SIMD (-DGGML_AVX=OFF -DGGML_AVX2=OFF ...: a deliberately slow build that
@@ -19,11 +22,13 @@ import sys
 
 import pytest
 import testinfra
+import yaml
 from PIL import Image
 from upgradesupport import BUILD_A, BUILD_B, PREFIX, REPO, current, playbook, serving, start_hosts, shared_description
 
 HOST = "lf-gate"
 CACHE = "/var/cache/llamafleet"
+UNIT = "/home/llama/.config/systemd/user/llamafleet-main.service"
 #: the x86 SIMD switches of ggml-cpu (every other object of the build is unchanged, so ccache keeps them)
 NO_SIMD = ("-DGGML_AVX=OFF", "-DGGML_AVX2=OFF", "-DGGML_AVX_VNNI=OFF", "-DGGML_AVX512=OFF", "-DGGML_FMA=OFF",
            "-DGGML_F16C=OFF", "-DGGML_BMI2=OFF", "-DGGML_SSE42=OFF")
@@ -88,9 +93,30 @@ def test_bench_then_an_upgrade_the_gate_passes_then_a_slow_build_it_rolls_back(i
     plotted = {(s["label"].split(" ", 2)[2], t["test"], t["n_depth"]): t["avg_ts"]
                for s in charted["series"] for t in s["tests"]}
     assert plotted == measured
+    ratios = subprocess.run([sys.executable, str(REPO / "bench/bench_vs_deployed.py"), "--records",
+                             str(inventory.parent / "bench" / f"{HOST}.jsonl"), "--version", f"b{BUILD_A}-cpu"],
+                            capture_output=True, text=True, check=False)
+    assert ratios.returncode == 0 and "generation d0: deployed/best = " in ratios.stdout, ratios.stderr
+    print(ratios.stdout)
     table = (inventory.parent / "bench" / f"{HOST}.md").read_text()
     assert "### slots (llama-batched-bench, deployed flags)" in table
     print(table)
+
+    tuned = inventory.parent / "tuned" / f"{HOST}.yml"
+    written = subprocess.run([sys.executable, "-m", "generators", "bench-report", "--inventory", str(inventory),
+                              "--host", HOST, "--write-tuned", "--min-gain", "-1"],
+                             capture_output=True, text=True, cwd=REPO, check=False)
+    assert written.returncode == 0 and tuned.is_file(), written.stdout + written.stderr
+    fields = yaml.safe_load(tuned.read_text())["servers"]["main"]
+    flags = {"batch": "--batch-size", "ubatch": "--ubatch-size", "flash_attn": "--flash-attn",
+             "cache_type_k": "--cache-type-k", "cache_type_v": "--cache-type-v", "threads": "--threads"}
+    unit_before = testinfra.get_host(f"podman://{HOST}").file(UNIT).content_string
+    check = playbook(inventory, "site.yml", *build_a, "--check", "--diff")
+    assert check.returncode == 0
+    added = [line.strip("+ \\") for line in check.stdout.splitlines() if line.startswith("+    --")]
+    assert fields and all(f"{flags[k]} {v}" in added for k, v in fields.items()), (fields, added)
+    assert testinfra.get_host(f"podman://{HOST}").file(UNIT).content_string == unit_before  # --check changed nothing
+    tuned.unlink()  # the rest of the test runs the deployed flags its records were taken with
 
     gated = ("-e", "rollout_bench=true")
     upgrade = playbook(inventory, "playbooks/upgrade.yml", "-e", f"llamacpp_build={BUILD_B}", *gated)

@@ -29,7 +29,7 @@ class ActionModule(ActionBase):
         spec = args.get("spec")
         try:
             check_bounded(host, spec)
-            hostvars = hostvars_of(None if spec is None else plain(spec))
+            hostvars = hostvars_of(None if spec is None else plain(spec), args.get("build"))
             inventory_dir = task_vars.get("inventory_dir")
             tuned = read_tuned(host, tuned_path(inventory_dir, host)) if inventory_dir else None
             probe = args.get("probe")

@@ -29,7 +29,7 @@ class ActionModule(ActionBase):
         spec = args.get("spec")
         inventory_dir = args.get("records_dir") or task_vars.get("inventory_dir") or "."
         try:
-            plan = task_plan(host, spec, args.get("probe"), inventory_dir)
+            plan = task_plan(host, spec, args.get("probe"), inventory_dir, args.get("build"))
             records = records_from_results(plan, plain(args.get("output") or {}))
         except SpecError as exc:
             result.update(failed=True, msg=str(exc))

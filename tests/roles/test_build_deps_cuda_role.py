@@ -53,3 +53,32 @@ def test_a_package_with_a_candidate_passes_and_changes_nothing(tmp_path: Path) -
     out = run_check(tmp_path, "bash")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "changed=0" in out.stdout and "failed=0" in out.stdout
+
+
+def test_check_mode_reports_nvidias_repository_instead_of_failing_on_it(tmp_path: Path) -> None:
+    """cuda_repo: nvidia in check mode on a host without the repository (this one): nothing is fetched (NVIDIA's
+    server is out of reach here), the repository and the packages are reported, and the run passes."""
+    if Path("/usr/share/keyrings/cuda-archive-keyring.gpg").exists():
+        pytest.skip("this machine has NVIDIA's repository")
+    toolkit = {"repo": "nvidia", "label": "NVIDIA's repository (cuda-toolkit)", "packages": ["cuda-toolkit"],
+               "component": None, "enable": None, "nvcc": "13.2",
+               "repo_url": "https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/",
+               "repo_file": "cuda-keyring_1.1-1_all.deb"}
+    play = [{
+        "hosts": "localhost", "connection": "local", "gather_facts": True,
+        "vars": {"ansible_python_interpreter": sys.executable,
+                 "preflight_rendered": {"manifest": {"distro": {"package_manager": "apt", "packages": ["cuda-toolkit"],
+                                                                "cuda_toolkit": toolkit}}}},
+        "tasks": [{"ansible.builtin.include_role": {"name": "build_deps", "tasks_from": "cuda_toolkit"}},
+                  {"ansible.builtin.include_role": {"name": "build_deps", "tasks_from": "packages"},
+                   "vars": {"build_deps_packages": ["cuda-toolkit"]}}],
+    }]
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(json.dumps(play))
+    out = subprocess.run([str(ANSIBLE_PLAYBOOK), "--check", "-i", "localhost,", str(playbook)], check=False,
+                         capture_output=True, text=True, env=ansible_env(), cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = " ".join(out.stdout.split())
+    assert ("would install https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/"
+            "cuda-keyring_1.1-1_all.deb, then apt update") in text
+    assert "would refresh the apt index and install cuda-toolkit" in text

@@ -57,8 +57,8 @@ def test_without_the_component_the_host_fails_in_one_line_naming_the_fix() -> No
         "has no install candidate, the non-free component is not enabled: add non-free to Components in "
         "/etc/apt/sources.list.d/debian.sources (or to the deb line in /etc/apt/sources.list), run apt update and "
         "run again; or set llamacpp.cuda_repo: nvidia for NVIDIA's repository (llamafleet never edits apt sources)")
-    assert fail_line("rtx4090") == (
-        "host rtx4090: llamafleet.llamacpp.cuda_repo: distro: Ubuntu 24.04's nvidia-cuda-toolkit (multiverse) has no "
+    assert fail_line("rtx3070") == (
+        "host rtx3070: llamafleet.llamacpp.cuda_repo: distro: Ubuntu 24.04's nvidia-cuda-toolkit (multiverse) has no "
         "install candidate, the multiverse component is not enabled: add multiverse to Components in "
         "/etc/apt/sources.list.d/ubuntu.sources (or run add-apt-repository multiverse), run apt update and run "
         "again; or set llamacpp.cuda_repo: nvidia for NVIDIA's repository (llamafleet never edits apt sources)")
@@ -79,4 +79,5 @@ def test_nvidias_repository_is_added_with_its_own_files_and_check_mode_reports_i
         assert pending.startswith("{{ ansible_check_mode and not ")
     blind = yaml.safe_load((ROOT / "roles" / "build_deps" / "vars" / "main.yml").read_text())["__build_deps_blind"]
     assert "__build_deps_repo_pending | default(false)" in blind  # packages.yml reports instead of failing
-    assert cuda_toolkit("rtx4090")["repo_url"] is None and cuda_toolkit("t1200-laptop") is None
+    assert cuda_toolkit("rtx4090")["repo_url"].endswith("/repos/ubuntu2404/x86_64/")  # seed 001: cuda_repo nvidia
+    assert cuda_toolkit("rtx3070")["repo_url"] is None and cuda_toolkit("t1200-laptop") is None

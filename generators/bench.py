@@ -23,7 +23,7 @@ from typing import Any
 from generators.errors import Problem, SpecError
 from generators.inventory import check_bounded, plain
 from generators.pipeline import hostvars_of, plan_hostvars, render_hostvars
-from generators.plan.bench import DEFAULT_BUDGET_S, DEPTH_CAP, HostSweep, active_bytes, host_sweep
+from generators.plan.bench import DEFAULT_BUDGET_S, DEPTH_CAP, HostSweep, active_bytes, bench_env, host_sweep
 from generators.plan.fit.check import model_facts
 from generators.plan.fit.planner import Config, kv_cache_layers
 from generators.plan.host import HostPlan
@@ -31,6 +31,7 @@ from generators.tuned import Tuned, dump_tuned, parse_tuned, read_tuned, tuned_p
 
 SCHEMA = 1
 BENCH_DIR = "bench"
+BENCH, BATCHED = "llama-bench", "llama-batched-bench"  # a record's tool (records without one are llama-bench's)
 #: a variant must beat the deployed configuration by this much (geometric mean of prefill and generation at the
 #: configured depth) to be chosen: run-to-run noise is a few percent
 MIN_GAIN = 0.03
@@ -106,13 +107,17 @@ def records_from_results(plan: HostPlan, output: dict[str, Any]) -> list[dict[st
     if toolchain is not None and getattr(toolchain, "driver", None) is not None:
         driver = str(toolchain.driver)
     records: list[dict[str, Any]] = []
+    batched: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for run in output.get("results", []):
         meta = {k: run.get(k) for k in ("server", "model", "version", "backend", "build", "deployed", "label")}
         flags = dict(run.get("config") or {})
-        base = {"schema": SCHEMA, "host": plan.name, **meta, "flags": flags, "args": run.get("args", []),
-                "seconds": run.get("seconds")}
+        base = {"schema": SCHEMA, "host": plan.name, **meta, "tool": run.get("tool") or BENCH, "flags": flags,
+                "args": run.get("args", []), "seconds": run.get("seconds")}
         if not run.get("ok"):
             records.append({**base, "ok": False, "error": run.get("error"), "tests": []})
+            continue
+        if base["tool"] == BATCHED:
+            batched.append((base, run))
             continue
         raw = run.get("records") or []
         first = raw[0] if raw else {}
@@ -143,6 +148,15 @@ def records_from_results(plan: HostPlan, output: dict[str, Any]) -> list[dict[st
             "bandwidth_probe": bw or None, "weights_bytes": weights, "weights_source": weights_source,
             "tests": tests,
         })
+    for base, run in batched:  # keyed like the same build's llama-bench records (batched-bench prints no device)
+        twin = next((r for r in records if r.get("ok") and r["version"] == base["version"]
+                     and r["server"] == base["server"]), None)
+        key = dict(twin["key"]) if twin else {"gpu": None, "driver": driver, "build": base["build"],
+                                               "quantization": None}
+        tests = [{"test": "pl", "pl": int(r["pl"]), "pp": r.get("pp"), "tg": r.get("tg"), "n_kv": r.get("n_kv"),
+                  "speed_pp": r.get("speed_pp"), "speed_tg": r.get("speed_tg"), "speed": r.get("speed")}
+                 for r in run.get("records") or []]
+        records.append({**base, "ok": True, "key": key, "tests": tests})
     return records
 
 
@@ -196,11 +210,12 @@ def depths_of(records: Sequence[dict[str, Any]]) -> list[int]:
     return sorted({t["n_depth"] for r in records for t in r.get("tests", [])})
 
 
-def latest(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The newest record of each (build version, server, flags): a rerun replaces older ones in the report."""
+def latest(records: Sequence[dict[str, Any]], tool: str = BENCH) -> list[dict[str, Any]]:
+    """The newest record of ``tool`` for each (build version, server, flags): a rerun replaces older ones in the
+    report."""
     seen: dict[str, dict[str, Any]] = {}
     for r in records:
-        if not r.get("ok"):
+        if not r.get("ok") or r.get("tool", BENCH) != tool:
             continue
         seen[json.dumps([r["version"], r["server"], r["model"], r["flags"]], sort_keys=True)] = r
     return list(seen.values())
@@ -234,7 +249,27 @@ def markdown(host: str, records: Sequence[dict[str, Any]]) -> str:
         lines += ["", f"key: {json.dumps(first.get('key'), sort_keys=True)}; ceiling: {first.get('bandwidth_gbs')} "
                       f"GB/s ({first.get('bandwidth_source')}) / bytes read per token ({first.get('weights_source')} "
                       "+ KV at that depth)"]
+    lines += slots_markdown(records)
     return "\n".join(lines) + "\n"
+
+
+def slots_markdown(records: Sequence[dict[str, Any]]) -> list[str]:
+    """The llama-batched-bench table: per parallel sequences, the aggregate generation speed, what one sequence
+    gets, and the aggregate against one sequence alone (how much each added slot adds)."""
+    rows = latest(records, BATCHED)
+    if not rows:
+        return []
+    lines = ["", "### slots (llama-batched-bench, deployed flags)", "",
+             "| build | server | parallel | pp t/s (all) | tg t/s (all) | tg t/s per sequence | tg vs 1 sequence |",
+             "|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["version"], r["server"])):
+        tests = sorted(r["tests"], key=lambda t: t["pl"])
+        alone = next((t["speed_tg"] for t in tests if t["pl"] == 1), None)
+        for t in tests:
+            gain = f"{t['speed_tg'] / alone:.2f}x" if alone else "-"
+            lines.append(f"| {r['version']} | {r['server']} | {t['pl']} | {_num(t['speed_pp'])} | "
+                         f"{_num(t['speed_tg'])} | {_num(t['speed_tg'] / t['pl'])} | {gain} |")
+    return lines
 
 
 def _num(v: float | None) -> str:
@@ -401,7 +436,7 @@ def gate_runs(host: str, records: Sequence[dict[str, Any]], previous: str, plan:
                      "version": serving.version, "backend": serving.backend, "build": plan.llamacpp.spec.build,
                      "deployed": True, "config": b["flags"], "label": b["label"],
                      "binary": f"{serving.paths.prefix}/bin/llama-bench", "args": list(b["args"]),
-                     "estimate_s": b.get("seconds") or 60})
+                     "env": bench_env(server), "estimate_s": b.get("seconds") or 60})
     if missing:
         raise SpecError(host, [Problem("bench", f"no stored bench record of {previous} for server(s) "
                                                 f"{', '.join(missing)}: run `ansible-playbook playbooks/bench.yml -l "

@@ -2,7 +2,8 @@
 
 The CLI (``python -m generators render``) and the preflight action plugin both call :func:`render_hostvars`, so
 they can never disagree. Nothing here touches the disk or the host except the memory fit, which reads a model's
-GGUF header when the controller has the file at the model's path.
+GGUF header when the controller has the file at the model's path. Free disk space (builds, models to download) is
+checked from the probe when the host is planned (:mod:`generators.plan.disk`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from generators.facts import HostFacts, facts_from_spec
 from generators.facts.probe import ProbedFacts, parse_probe
 from generators.manifest import Manifest, build_manifest, manifest_file
 from generators.plan import HostPlan, plan_host
+from generators.plan.disk import disk_problems
 from generators.plan.fit.check import check_host_fits
 from generators.plan.fit.router import size_router
 from generators.render import RenderedFile, render_host
@@ -35,29 +37,11 @@ class Rendered:
     warnings: tuple[str, ...]  # servers whose memory fit could not be checked
 
 
-#: free space each llama.cpp build needs under the cache root (source checkout, build tree, ccache growth): a CUDA
-#: build of b11434 with one architecture takes about 3.5 GiB; 5 GiB leaves room for the install and the log.
-BUILD_FREE_BYTES = 5 * 1024**3
-GIB = 1024**3
-
-
 def probed(name: str, probe: ProbedFacts | dict[str, Any] | None) -> ProbedFacts | None:
     """The host probe's facts: already parsed, or the module's raw output (parsed here, problems raised)."""
     if probe is None or isinstance(probe, ProbedFacts):
         return probe
     return parse_probe(name, probe)
-
-
-def disk_problems(plan: HostPlan, probe: ProbedFacts | None) -> list[Problem]:
-    """Too little free space where the builds go (BUILD_FREE_BYTES each), measured by the probe."""
-    if probe is None or plan.llamacpp is None:
-        return []
-    free = probe.free_bytes(plan.layout.cache_root)
-    need = BUILD_FREE_BYTES * len(plan.llamacpp.builds)
-    if free is None or free >= need:
-        return []
-    return [Problem("llamafleet.llamacpp", f"{len(plan.llamacpp.builds)} build(s) need {need / GIB:.0f} GiB free "
-                                           f"under {plan.layout.cache_root}, the host has {free / GIB:.1f} GiB")]
 
 
 def plan_hostvars(name: str, hostvars: dict[str, Any], probe: ProbedFacts | dict[str, Any] | None = None,

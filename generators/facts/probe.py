@@ -129,6 +129,14 @@ class DiskSpace:
     checked: str  # its nearest existing parent, where statvfs ran
     free_bytes: int
     total_bytes: int
+    device: int | None = None  # st_dev of checked: entries with the same device share a filesystem (older probes: None)
+    #: the regular *.gguf files directly in path (name, bytes), sorted; None when path was not listed (it does not
+    #: exist, an older probe, or it could not be read)
+    gguf_files: tuple[tuple[str, int], ...] | None = None
+
+    def gguf_size(self, name: str) -> int | None:
+        """The size of the GGUF file ``name`` directly in the path, None when the listing does not have it."""
+        return dict(self.gguf_files or ()).get(name)
 
 
 @dataclass(frozen=True)
@@ -173,9 +181,14 @@ class ProbedFacts:
         return tuple(out)
 
     def free_bytes(self, path: str) -> int | None:
+        entry = self.disk_entry(path)
+        return entry.free_bytes if entry is not None else None
+
+    def disk_entry(self, path: str) -> DiskSpace | None:
+        """What the probe measured for ``path`` (one of the module's ``disk_paths``), None when it was not asked."""
         for entry in self.disk:
             if entry.path == path:
-                return entry.free_bytes
+                return entry
         return None
 
     def vulkan_index(self, gpu: ProbedGpu) -> int | None:
@@ -750,8 +763,24 @@ def _disk(p: _Collector, entries: Any) -> list[DiskSpace]:
         if not isinstance(free, int) or isinstance(free, bool) or not isinstance(total, int) or free < 0:
             p.add(fact, f"free_bytes {free!r} / total_bytes {total!r} are not byte counts")
             continue
-        out.append(DiskSpace(str(entry["path"]), str(entry.get("checked") or entry["path"]), free, total))
+        device, files = entry.get("device"), entry.get("gguf_files")
+        if device is not None and (not isinstance(device, int) or isinstance(device, bool) or device < 0):
+            p.add(fact, f"device {device!r} is not a device number")
+            continue
+        if files is not None and not _byte_counts(files):
+            p.add(fact, f"gguf_files {_short(str(files))} is not a mapping of file names to byte counts")
+            continue
+        listed = None if files is None else tuple(sorted((str(k), int(v)) for k, v in files.items()))
+        out.append(DiskSpace(str(entry["path"]), str(entry.get("checked") or entry["path"]), free, total, device,
+                             listed))
     return out
+
+
+def _byte_counts(value: Any) -> bool:
+    """A mapping of names to non-negative ints (bools are not counts)."""
+    return isinstance(value, Mapping) and all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0 for k, v in value.items()
+    )
 
 
 def _device_nodes(p: _Collector, entries: Any) -> list[DeviceNode]:

@@ -25,7 +25,7 @@ from generators.plan.toolkits import Toolkit
 
 Backend = Literal["cpu", "cuda", "vulkan", "hip"]
 BACKENDS: tuple[str, ...] = ("cpu", "cuda", "vulkan", "hip")
-TARGETS: tuple[str, ...] = ("llama-server", "llama-bench", "llama-cli")
+TARGETS: tuple[str, ...] = ("llama-server", "llama-bench", "llama-batched-bench", "llama-cli")
 
 _CUDA_ARCH = re.compile(r"^[1-9][0-9]{1,2}[af]?$")  # 75, 86, 89, 120a
 _ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")

@@ -14,6 +14,9 @@ deployed configuration*, so it stays small and every measurement is comparable t
   (model unknown offline) nothing larger than the deployed ubatch is tried;
 - prefill (``-p``) and generation (``-n``) at depth 0 and at a realistic fill (``-d``: half a slot's context, at
   most ``depth_cap`` tokens);
+- slots: for a server with more than one slot, one ``llama-batched-bench`` run of the deployed flags with 1, 2, ...
+  up to its slots parallel sequences (``-npl``), when the build has the target (``llamacpp.targets``), so the report
+  shows what each added slot costs the others and what it adds in aggregate throughput;
 - a time budget per host: each run is estimated from the model's size and the backend's bandwidth, the sweep is
   trimmed (variants dropped from the end of each server's list, round-robin, then repetitions) until it fits; the
   deployed configuration is always kept.
@@ -36,6 +39,9 @@ DEPTH_CAP = 4096
 N_PROMPT = 512
 N_GEN = 128
 REPETITIONS = 3
+#: llama-batched-bench: prompt and generated tokens per sequence (small: it measures how slots share the device)
+BATCHED_PROMPT = 128
+BATCHED_GEN = 32
 DEFAULT_BUDGET_S = 900
 #: assumed memory bandwidth (GB/s) where neither a measurement nor the GPU catalog gives one
 CPU_BANDWIDTH_GBS = 20.0
@@ -113,6 +119,8 @@ class ServerSweep:
     model_bytes: int
     active_bytes: int  # weights read per generated token (routed experts: only the used ones)
     bw_gbs: float  # the bandwidth the estimate assumes (GPU catalog, the host's measurement, or CPU_BANDWIDTH_GBS)
+    slots: tuple[int, ...] = ()  # llama-batched-bench's -npl (1 .. the server's slots); () when it is not run
+    env: tuple[tuple[str, str], ...] = ()  # the server's environment the runs need (bench_env)
 
     def argv(self, config: BenchConfig) -> list[str]:
         """llama-bench's arguments for one configuration (the binary not included)."""
@@ -122,6 +130,34 @@ class ServerSweep:
         if self.device is not None:
             out += ["-dev", self.device]
         return out
+
+    def batched_argv(self) -> list[str]:
+        """llama-batched-bench's arguments: the deployed flags, 1 .. ``slots`` parallel sequences (JSON lines)."""
+        c = self.deployed
+        ctx = _pad(max(self.slots) * (BATCHED_PROMPT + BATCHED_GEN))
+        out = ["-m", self.model_path, "-c", str(ctx), "-b", str(max(c.batch, BATCHED_PROMPT)), "-ub", str(c.ubatch),
+               "-npp", str(BATCHED_PROMPT), "-ntg", str(BATCHED_GEN), "-npl", ",".join(map(str, self.slots)),
+               "-fa", "on" if c.flash_attn else "off", "-ctk", c.cache_k, "-ctv", c.cache_v,
+               "-ngl", str(c.gpu_layers)]
+        if c.threads is not None:
+            out += ["-t", str(c.threads)]
+        if self.device is not None:
+            out += ["-dev", self.device]
+        return [*out, "--output-format", "jsonl"]
+
+
+def _pad(n: int) -> int:
+    return -(-n // 256) * 256
+
+
+def slot_counts(slots: int) -> tuple[int, ...]:
+    """-npl for a server with ``slots`` slots: 1, the powers of two below, and ``slots`` itself."""
+    if slots <= 1:
+        return ()
+    out = [1]
+    while out[-1] * 2 < slots:
+        out.append(out[-1] * 2)
+    return (*out, slots)
 
 
 @dataclass(frozen=True)
@@ -144,7 +180,15 @@ class HostSweep:
                     "id": f"{s.version}/{s.server}/{i}", "server": s.server, "model": s.model, "version": s.version,
                     "backend": s.backend, "build": s.build, "deployed": i == 0, "config": c.as_dict(),
                     "label": c.label(), "binary": f"{s.prefix}/{bench_bin}", "args": s.argv(c),
-                    "estimate_s": round(run_estimate(s, c), 1),
+                    "env": dict(s.env), "estimate_s": round(run_estimate(s, c), 1),
+                })
+            if s.slots:
+                out.append({
+                    "id": f"{s.version}/{s.server}/slots", "tool": "llama-batched-bench", "server": s.server,
+                    "model": s.model, "version": s.version, "backend": s.backend, "build": s.build, "deployed": True,
+                    "config": s.deployed.as_dict(), "label": f"{s.deployed.label()} slots {','.join(map(str, s.slots))}",
+                    "binary": f"{s.prefix}/bin/llama-batched-bench", "args": s.batched_argv(), "env": dict(s.env),
+                    "estimate_s": round(batched_estimate(s), 1),
                 })
         return out
 
@@ -156,10 +200,19 @@ class HostSweep:
                          + ("" if s.checked else f" (memory not checked: {s.unchecked})"))
             for i, c in enumerate(s.configs):
                 lines.append(f"  {'deployed' if i == 0 else 'variant '} {c.label()}")
+            if s.slots:
+                lines.append(f"  slots    {s.deployed.label()}: llama-batched-bench -npl {','.join(map(str, s.slots))}")
             for r in s.refused:
                 lines.append(f"  refused  {r.config.label()}: {r.reason}")
         lines += [f"trimmed: {t}" for t in self.trimmed]
         return "\n".join(lines)
+
+
+def bench_env(server: ServerPlan) -> dict[str, str]:
+    """The server's environment that the benchmarks run with too: what selects and drives the device
+    (GGML_VK_VISIBLE_DEVICES for lavapipe, HSA_OVERRIDE_GFX_VERSION, ...). llama-server's own ``LLAMA_ARG_*``
+    settings are left out: llama-batched-bench would read them over the sweep's flags."""
+    return {k: v for k, v in sorted(server.environment.items()) if not k.startswith("LLAMA_ARG_")}
 
 
 def active_bytes(facts: ModelFacts) -> int:
@@ -191,6 +244,17 @@ def run_estimate(sweep: ServerSweep, config: BenchConfig) -> float:
         per += (sweep.repetitions + 1) * (fill + sweep.n_prompt / pp)
         per += (sweep.repetitions + 1) * (fill + sweep.n_gen / tg)
     return 1.0 + sweep.model_bytes / LOAD_BPS + per
+
+
+def batched_estimate(sweep: ServerSweep) -> float:
+    """Seconds the llama-batched-bench run takes, roughly: each -npl value prefills and generates its sequences
+    as if the slots did not share the work (an upper bound: batching only makes it faster)."""
+    if not sweep.slots:
+        return 0.0
+    bw = sweep.bw_gbs * 1e9
+    tg = max(1e-3, bw * TG_EFFICIENCY / max(1, sweep.active_bytes))
+    pp = tg * PP_SPEEDUP.get(sweep.backend, 8.0)
+    return 1.0 + sweep.model_bytes / LOAD_BPS + sum(n * (BATCHED_PROMPT / pp + BATCHED_GEN / tg) for n in sweep.slots)
 
 
 def deployed_config(server: ServerPlan, facts: ModelFacts | None, backend: str, cores: int | None) -> BenchConfig:
@@ -327,6 +391,8 @@ def server_sweep(plan: HostPlan, server: ServerPlan, build_index: int, cores: in
         configs.append(c)
     ctx = server.server.ctx if isinstance(server.server.ctx, int) else (facts.n_ctx_train if facts else 4096)
     slots = 1 if server.server.parallel == "auto" or server.server.sessions == "shared" else int(server.server.parallel)
+    parallel = server.server.parallel if isinstance(server.server.parallel, int) else 1  # shared sessions: -np auto
+    batched = "llama-batched-bench" in plan.llamacpp.spec.targets
     depth = min(ctx // max(1, slots) // 2, depth_cap)
     depths = (0, depth) if depth > 0 else (0,)
     size = facts.data_span_bytes if facts is not None else 0
@@ -339,12 +405,13 @@ def server_sweep(plan: HostPlan, server: ServerPlan, build_index: int, cores: in
         unchecked="" if checkable else ("no model facts offline" if facts is None else "host RAM not known"),
         active_bytes=active_bytes(facts) if facts is not None else max(size, 1),
         bw_gbs=bandwidth_gbs(plan, server, backend, measured_gbs),
+        slots=slot_counts(parallel) if batched else (), env=tuple(bench_env(server).items()),
     )
     return _estimated(sweep)
 
 
 def _estimated(sweep: ServerSweep) -> ServerSweep:
-    return replace(sweep, estimate_s=sum(run_estimate(sweep, c) for c in sweep.configs))
+    return replace(sweep, estimate_s=sum(run_estimate(sweep, c) for c in sweep.configs) + batched_estimate(sweep))
 
 
 def trim(sweeps: list[ServerSweep], budget_s: float) -> tuple[list[ServerSweep], list[str]]:
@@ -358,6 +425,12 @@ def trim(sweeps: list[ServerSweep], budget_s: float) -> tuple[list[ServerSweep],
         if len(s.configs) > 1:
             notes.append(f"{s.version} {s.server}: {s.configs[-1].label()}")
             sweeps[longest] = _estimated(replace(s, configs=s.configs[:-1]))
+            continue
+        slotted = [i for i, x in enumerate(sweeps) if x.slots]
+        if slotted:
+            i = max(slotted, key=lambda j: batched_estimate(sweeps[j]))
+            notes.append(f"{sweeps[i].version} {sweeps[i].server}: llama-batched-bench (slots)")
+            sweeps[i] = _estimated(replace(sweeps[i], slots=()))
             continue
         reducible = [i for i, x in enumerate(sweeps) if x.repetitions > 1 or len(x.depths) > 1]
         if not reducible:
@@ -385,5 +458,5 @@ def host_sweep(plan: HostPlan, cores: int | None = None, budget_s: int = DEFAULT
     return HostSweep(plan.name, budget_s, tuple(kept), tuple(notes))
 
 
-__all__ = ["BenchConfig", "HostSweep", "Refused", "ServerSweep", "active_bytes", "check_config", "deployed_config",
-           "host_sweep", "run_estimate", "trim", "variants"]
+__all__ = ["BenchConfig", "bench_env", "HostSweep", "Refused", "ServerSweep", "active_bytes", "check_config", "deployed_config",
+           "batched_estimate", "host_sweep", "run_estimate", "slot_counts", "trim", "variants"]

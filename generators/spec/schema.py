@@ -224,7 +224,7 @@ class LlamaCpp(_Model):
         ),
     )
     native: bool = Field(True, description="compile for this CPU (-march=native)")
-    targets: tuple[Literal["llama-server", "llama-bench", "llama-cli"], ...] = ("llama-server",)
+    targets: tuple[Literal["llama-server", "llama-bench", "llama-batched-bench", "llama-cli"], ...] = ("llama-server",)
 
     @field_validator("targets", "also_build", mode="before")
     @classmethod

@@ -10,102 +10,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import testinfra
-import yaml
+from upgradesupport import BUILD_A, BUILD_B, PREFIX, REPO, current, playbook, serving, start_hosts, untouched_marks
 
-REPO = Path(__file__).resolve().parents[2]
-BUILD_A, BUILD_B = 11401, 11434
 HOSTS = ["lf-up1", "lf-up2", "lf-up3"]
-IMAGE = "localhost/llamafleet-debian13:latest"
-PREFIX = "/opt/llamafleet/llama.cpp"
-
-
-def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check)
 
 
 @pytest.fixture(scope="module")
 def inventory(tmp_path_factory):
-    ccache = Path(os.environ.get("LLAMAFLEET_CCACHE", Path.home() / ".cache/llamafleet/ccache")) / "debian13"
-    ccache.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["bash", str(REPO / "molecule/images/build-image.sh"), "debian13"], check=True)
-    for name in HOSTS:
-        podman("rm", "-f", name, check=False)
-        podman("run", "-d", "--name", name, "--hostname", name, "--systemd=always",
-               "-v", "/sys/fs/cgroup/unified:/sys/fs/cgroup/unified:rw",
-               "-v", f"{ccache.resolve()}:/var/cache/llamafleet/ccache:rw", IMAGE, "/sbin/init")
-    for name in HOSTS:
-        podman("exec", name, "systemctl", "is-system-running", "--wait", check=False)
-    spec = yaml.safe_load((REPO / "molecule/shared/group_vars/llamafleet_test.yml").read_text())
-    path = tmp_path_factory.mktemp("inv") / "hosts.yml"
-    path.write_text(yaml.safe_dump({"all": {"hosts": {
-        name: {"ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3",
-               "llamafleet_test_distro": {"name": "debian", "version": "13"}, **spec} for name in HOSTS}}}))
-    yield path
-    for name in HOSTS:
-        podman("rm", "-f", name, check=False)
-
-
-def playbook(inventory: Path, play: str, *extra: str, wrap: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    binary = Path(sys.executable).with_name("ansible-playbook")
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    started = time.monotonic()
-    result = subprocess.run([*wrap, str(binary), "-i", str(inventory), str(REPO / play), *extra],
-                            check=False, capture_output=True, text=True, env=env, cwd=REPO)
-    print(f"{play} {' '.join(extra)}: rc={result.returncode} in {time.monotonic() - started:.0f} s")
-    log = Path(os.environ.get("LLAMAFLEET_UPGRADE_LOG", "/tmp/llamafleet-upgrade-test.log"))
-    with log.open("a") as out:  # the whole output: a rollout's story spans every host
-        out.write(f"\n===== {play} {' '.join(extra)}: rc={result.returncode}\n{result.stdout}\n{result.stderr}\n")
-    print(result.stdout[-6000:])
-    return result
-
-
-def current(name: str) -> str:
-    return testinfra.get_host(f"podman://{name}").file(f"{PREFIX}/current").linked_to
-
-
-def answers(name: str) -> dict:
-    """A chat completion and a required tool call, sent from inside the host."""
-    host = testinfra.get_host(f"podman://{name}")
-    script = (
-        "import json,urllib.request\n"
-        "def post(body):\n"
-        "    r=urllib.request.Request('http://127.0.0.1:8080/v1/chat/completions',data=json.dumps(body).encode(),"
-        "headers={'Content-Type':'application/json'})\n"
-        "    return json.load(urllib.request.urlopen(r,timeout=120))['choices'][0]['message']\n"
-        "tool={'type':'function','function':{'name':'get_weather','parameters':{'type':'object',"
-        "'properties':{'city':{'type':'string'}},'required':['city']}}}\n"
-        "text=post({'model':'local','max_tokens':16,'messages':[{'role':'user','content':'Hi'}]})\n"
-        "call=post({'model':'local','max_tokens':300,'temperature':0,'tool_choice':'required',"
-        "'parallel_tool_calls':False,'tools':[tool],"
-        "'messages':[{'role':'user','content':'Call get_weather for Oslo. Reply with JSON only.'}]})\n"
-        "print(json.dumps({'text':text.get('content'),'tool':call.get('tool_calls')}))\n"
-    )
-    out = host.run("python3 -c %s", script)
-    assert out.rc == 0, out.stderr
-    return json.loads(out.stdout)
-
-
-def untouched_marks(name: str) -> tuple[str, str]:
-    """When `current` last moved and when the server last started: both stay put on an untouched host."""
-    host = testinfra.get_host(f"podman://{name}")
-    link = host.run(f"stat -c %Y {PREFIX}/current").stdout.strip()
-    started = host.run("runuser -u llama -- env XDG_RUNTIME_DIR=/run/user/$(id -u llama) "
-                       "systemctl --user show -p ActiveEnterTimestampMonotonic llamafleet-main.service")
-    return link, started.stdout.strip()
-
-
-def serving(name: str) -> None:
-    reply = answers(name)
-    assert reply["text"].strip()
-    assert reply["tool"][0]["function"]["name"] == "get_weather"
+    yield from start_hosts(HOSTS, tmp_path_factory.mktemp("inv"))
 
 
 def test_rolling_upgrade_then_rigged_failure_rolls_back_and_stops(inventory):

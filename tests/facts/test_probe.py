@@ -102,6 +102,7 @@ def test_rtx4090_desktop():
     assert (tc.hip, tc.rocm_path) == (None, None)
     assert f.ram_bytes == 65755812 * 1024
     assert f.disk[0] == DiskSpace("/var/cache/llamafleet", "/var/cache", 812_345_974_784, 1_967_317_893_120)
+    assert (f.disk[0].device, f.disk[1].gguf_files) == (None, None)  # recorded before the probe had them
     assert f.device_nodes == (DeviceNode("/dev/dri/renderD128", 993, "render", "0660"),)
     assert f.device_groups == ("render",)
     assert (f.kfd_present, f.uid_min, f.tool_failures, f.ignored_cards) == (False, 1000, (), ())
@@ -316,6 +317,20 @@ def test_every_bad_fact_is_reported_at_once():
             lambda d: d["disk"][0].update(free_bytes="plenty"),
             "facts.disk[/var/cache/llamafleet]: free_bytes 'plenty' / total_bytes 1967317893120 are not byte counts",
         ),
+        (
+            lambda d: d["disk"][0].update(device="sda1"),
+            "facts.disk[/var/cache/llamafleet]: device 'sda1' is not a device number",
+        ),
+        (
+            lambda d: d["disk"][1].update(gguf_files={"a.gguf": -1}),
+            "facts.disk[/var/lib/llamafleet/models]: gguf_files \"{'a.gguf': -1}\" is not a mapping of file names "
+            "to byte counts",
+        ),
+        (
+            lambda d: d["disk"][1].update(gguf_files=["a.gguf"]),
+            "facts.disk[/var/lib/llamafleet/models]: gguf_files \"['a.gguf']\" is not a mapping of file names "
+            "to byte counts",
+        ),
         (lambda d: d.update(drm_cards="card1"), "facts.drm_cards: expected a list, got 'card1'"),
     ],
 )
@@ -430,3 +445,17 @@ def test_parser_imports_only_errors_from_generators():
     assert {m.split(".")[0] for m in imported} <= {
         "__future__", "re", "collections", "dataclasses", "typing", "packaging", "generators"
     }
+
+
+def test_disk_device_and_the_models_already_there():
+    """A probe with the device numbers and the models dir's *.gguf listing: the filesystem and the sizes by name."""
+    data = raw("rtx4090-desktop")
+    data["disk"][0].update(device=2049)
+    data["disk"][1].update(checked="/var/lib/llamafleet/models", device=2049,
+                           gguf_files={"b.gguf": 5, "a.gguf": 2_000_000_000})
+    cache, models = parse_probe("rtx4090", data).disk
+    assert (cache.device, cache.gguf_files) == (2049, None)
+    assert models == DiskSpace("/var/lib/llamafleet/models", "/var/lib/llamafleet/models", 812_345_974_784,
+                               1_967_317_893_120, 2049, (("a.gguf", 2_000_000_000), ("b.gguf", 5)))
+    assert (models.gguf_size("a.gguf"), models.gguf_size("c.gguf")) == (2_000_000_000, None)
+    assert parse_probe("rtx4090", data).disk_entry("/var/lib/llamafleet/models") == models

@@ -85,3 +85,36 @@ def test_a_real_two_configuration_sweep_ends_in_the_report(llama_bench: str, smo
         row = next(line for line in table.splitlines() if f"| {r['label']}" in line)
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert cells[3:7] == [f"{bench.speed(r, t, d):.2f}" for t in ("pp", "tg") for d in (0, 128)]
+
+
+def test_a_real_slots_run_with_llama_batched_bench_ends_in_the_report(llama_bench: str, smollm2_gguf: Path,
+                                                                      tmp_path: Path) -> None:
+    batched_bench = os.environ.get("LLAMAFLEET_LLAMA_BATCHED_BENCH")
+    if not batched_bench:
+        pytest.fail("set LLAMAFLEET_LLAMA_BATCHED_BENCH (eval \"$(bash .ci/host-llama.sh)\")")
+    hostvars = cpu_hostvars(str(smollm2_gguf), ctx=4096, parallel=2)
+    hostvars["llamafleet"]["llamacpp"]["targets"] = ["llama-server", "llama-bench", "llama-batched-bench"]
+    plan, sweep = bench.plan_sweep("cpubox", hostvars, cores=2)
+    server = replace(sweep.sweeps[0], configs=sweep.sweeps[0].configs[:1], n_prompt=32, n_gen=8, repetitions=1,
+                     depths=(0,))
+    runs = HostSweep("cpubox", sweep.budget_s, (server,), ()).runs()
+    assert [r.get("tool") for r in runs] == [None, "llama-batched-bench"]
+    runs[0]["binary"], runs[1]["binary"] = llama_bench, batched_bench
+    out = run_module({"runs": runs, "log": str(tmp_path / "bench.log"), "bandwidth_mib": 0}, tmp_path)
+    assert out["failed_runs"] == [], out
+    lines = out["results"][1]["records"]
+    assert [r["pl"] for r in lines] == [1, 2]
+    assert all(r["speed_tg"] > 0 and r["pp"] == 128 and r["tg"] == 32 for r in lines)
+    assert lines[1]["n_kv"] == 2 * (128 + 32)  # both sequences were really decoded side by side
+
+    records = bench.records_from_results(plan, out)
+    slots = next(r for r in records if r["tool"] == "llama-batched-bench")
+    assert slots["key"] == next(r for r in records if r["tool"] == "llama-bench")["key"]
+    assert [t["speed_tg"] for t in slots["tests"]] == [r["speed_tg"] for r in lines]
+    table = bench.markdown("cpubox", records)
+    assert "### slots (llama-batched-bench, deployed flags)" in table
+    row = next(line for line in table.splitlines() if line.startswith("| b11434-cpu | main | 2 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4] == f"{lines[1]['speed_tg']:.2f}" and cells[6] == f"{lines[1]['speed_tg'] / lines[0]['speed_tg']:.2f}x"
+    # the slots run is not a configuration: the report's flag rows and the tuned choice never see it
+    assert [r["label"] for r in bench.latest(records)] == [runs[0]["label"]]

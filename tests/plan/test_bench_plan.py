@@ -138,3 +138,49 @@ def test_every_build_of_the_host_is_benched_on_its_own_device() -> None:
     assert hip.deployed.gpu_layers > 0 and hip.deployed.threads is None
     assert cpu.deployed.gpu_layers == 0 and cpu.deployed.threads == 16
     assert all(s.prefix.endswith("/" + s.version) for s in sweeps)
+
+
+def _with_batched(hostvars: dict) -> dict:
+    hostvars["llamafleet"]["llamacpp"]["targets"] = ["llama-server", "llama-bench", "llama-batched-bench"]
+    return hostvars
+
+
+def test_a_server_with_slots_gets_one_batched_bench_run_of_its_deployed_flags(tiny: Path) -> None:
+    plan = plan_hostvars("cpubox", _with_batched(cpu_hostvars(str(tiny), ctx=8192, parallel=4, ubatch=256)))
+    sweep = host_sweep(plan, cores=2, budget_s=10**6)
+    assert sweep.sweeps[0].slots == (1, 2, 4)
+    slots = [r for r in sweep.runs() if r.get("tool") == "llama-batched-bench"]
+    assert len(slots) == 1
+    run = slots[0]
+    args = run["args"]
+    assert run["binary"].endswith("/b11434-cpu/bin/llama-batched-bench") and run["deployed"] is True
+    assert args[args.index("-npl") + 1] == "1,2,4"
+    assert int(args[args.index("-c") + 1]) >= 4 * (128 + 32)  # every sequence of the widest test fits
+    assert args[args.index("-ub") + 1] == "256" and args[-2:] == ["--output-format", "jsonl"]
+    assert args[args.index("-t") + 1] == "2"
+    assert "llama-batched-bench -npl 1,2,4" in sweep.table()
+    assert run["estimate_s"] > 0 and sweep.estimate_s >= sum(r["estimate_s"] for r in sweep.runs()) - 1
+
+
+def test_slots_are_benched_only_with_the_target_and_more_than_one_slot(tiny: Path) -> None:
+    without_target = host_sweep(plan_hostvars("cpubox", cpu_hostvars(str(tiny), parallel=4)), cores=2)
+    one_slot = host_sweep(plan_hostvars("cpubox", _with_batched(cpu_hostvars(str(tiny)))), cores=2)
+    three = host_sweep(plan_hostvars("cpubox", _with_batched(cpu_hostvars(str(tiny), ctx=8192, parallel=3))), cores=2)
+    assert not [r for r in without_target.runs() if r.get("tool")]
+    assert not [r for r in one_slot.runs() if r.get("tool")]
+    assert three.sweeps[0].slots == (1, 2, 3)
+
+
+def test_the_budget_drops_the_slots_run_only_after_every_variant(tiny: Path) -> None:
+    plan = plan_hostvars("cpubox", _with_batched(cpu_hostvars(str(tiny), ctx=8192, parallel=4)))
+    full = host_sweep(plan, cores=2, budget_s=10**6).sweeps[0]
+    kept, notes = trim([full], run_estimate(full, full.configs[0]) + 0.5)
+    assert kept[0].configs == (full.configs[0],) and kept[0].slots == ()
+    assert notes[len(full.configs) - 1] == "b11434-cpu main: llama-batched-bench (slots)"
+
+
+def test_the_runs_carry_the_servers_device_environment_but_not_its_llama_arg_settings(tiny: Path) -> None:
+    env = {"GGML_VK_VISIBLE_DEVICES": "0", "LLAMA_ARG_DEVICE": "Vulkan0", "LLAMA_ARG_LOG_VERBOSITY": "4"}
+    plan = plan_hostvars("cpubox", _with_batched(cpu_hostvars(str(tiny), ctx=8192, parallel=2, env=env)))
+    runs = host_sweep(plan, cores=2).runs()
+    assert runs and all(r["env"] == {"GGML_VK_VISIBLE_DEVICES": "0"} for r in runs)

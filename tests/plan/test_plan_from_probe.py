@@ -11,7 +11,8 @@ import pytest
 
 from generators.errors import SpecError
 from generators.facts.probe import parse_probe
-from generators.pipeline import BUILD_FREE_BYTES, plan_hostvars, render_hostvars
+from generators.pipeline import plan_hostvars, render_hostvars
+from generators.plan.disk import BUILD_FREE_BYTES
 from generators.plan.fit.requests import memory_for
 
 FIXTURES = Path(__file__).resolve().parents[1] / "facts" / "fixtures"

@@ -11,7 +11,8 @@ It speaks what ``hf_hub_download``/``get_hf_file_metadata``/``HfApi.get_paths_in
   ``X-Error-Message: Invalid credentials in Authorization header``.
 
 Faults a test can switch on per file: ``corrupt`` (serve other bytes than the published sha256), ``cut_after``
-(close the connection after that many body bytes, then answer 503 until ``down`` is cleared).
+(close the connection after that many body bytes, then answer 503 until ``down`` is cleared), ``rate`` (send the
+body at about that many bytes per second, so a download lasts long enough to be watched).
 Every request is recorded (method, path, Range header, whether a token was sent).
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlparse
@@ -36,6 +38,7 @@ class HubFile:
     git_sha1: str = ""
     corrupt: bool = False
     cut_after: int | None = None
+    rate: int | None = None  # bytes per second of a body; None: as fast as the socket takes them
 
     def __post_init__(self) -> None:
         self.sha256, self.git_sha1 = _digests(self.data)
@@ -208,13 +211,24 @@ class _Handler(BaseHTTPRequestHandler):
             return
         view = memoryview(body)[start:]
         if hub_file.cut_after is not None:
-            self.wfile.write(view[: hub_file.cut_after])
+            self._send(view[: hub_file.cut_after], hub_file.rate)
             self.wfile.flush()
             hub_file.cut_after = None
             self.server.hub.down = True
             self.close_connection = True
             return
-        self.wfile.write(view)
+        self._send(view, hub_file.rate)
+
+    def _send(self, view: memoryview, rate: int | None) -> None:
+        """Write ``view``; with a ``rate``, a tenth of a second's worth at a time, then a pause."""
+        if rate is None:
+            self.wfile.write(view)
+            return
+        step = max(1, rate // 10)
+        for offset in range(0, len(view), step):
+            self.wfile.write(view[offset : offset + step])
+            self.wfile.flush()
+            time.sleep(step / rate)
 
     # -- paths-info
     def do_POST(self) -> None:

@@ -88,3 +88,11 @@ def test_the_server_runs_on_vulkan0(host):
     assert "llvmpipe" in log
     offloaded = re.findall(r"offloaded (\d+)/(\d+) layers to GPU", log)
     assert offloaded and offloaded[-1][0] == offloaded[-1][1], offloaded  # every layer on Vulkan0
+
+
+def test_the_cpu_build_stands_beside_and_current_stays_on_vulkan(host):
+    cpu = "/opt/llamafleet/llama.cpp/b11434-cpu"
+    assert host.file(f"{cpu}/bin/llama-server").is_file and host.file(f"{cpu}/bin/llama-bench").is_file
+    assert host.file("/opt/llamafleet/llama.cpp/current").linked_to == PREFIX
+    out = host.run(f"{cpu}/bin/llama-server --list-devices")
+    assert out.rc == 0 and "Vulkan" not in out.stdout, out.stdout

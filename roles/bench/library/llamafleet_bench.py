@@ -3,7 +3,9 @@
 
 The controller plans the sweep (``generators/plan/bench.py``: one llama-bench invocation per configuration, its
 argv complete) and this module runs it, one invocation after another, as whoever the task becomes (the service
-user). Each invocation's JSON output (``-o json``) is parsed and returned with the run's own metadata; its stderr
+user). Each invocation's JSON output (llama-bench's ``-o json``; llama-batched-bench's ``--output-format jsonl``, one
+object per line, for a run whose ``tool`` is ``llama-batched-bench``) is parsed and returned with the run's own
+metadata; its stderr
 (llama-bench's ``--progress`` lines) and one line per run go to ``log``, which the play tails to print progress
 while the module runs in the background (async). A run that fails (out of memory, a refused flag) is returned
 with its exit status and the end of its stderr, and the sweep goes on.
@@ -30,7 +32,9 @@ module: llamafleet_bench
 short_description: Run a planned llama-bench sweep and return the JSON records
 options:
   runs:
-    description: one entry per llama-bench invocation (id, binary, args, and metadata returned with its records)
+    description: >-
+      one entry per invocation (id, binary, args, env - the server's device environment -, tool - llama-bench
+      unless llama-batched-bench -, and metadata returned with its records)
     type: list
     elements: dict
     required: true
@@ -77,13 +81,25 @@ def parse_records(text: str) -> list[dict[str, object]]:
     return data
 
 
+def parse_lines(text: str) -> list[dict[str, object]]:
+    """llama-batched-bench's ``--output-format jsonl`` output: one JSON object per line (its other lines skipped)."""
+    records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    if not records or not all(isinstance(r, dict) and "pl" in r for r in records):
+        raise ValueError("llama-batched-bench --output-format jsonl printed no result lines")
+    return records
+
+
+PARSERS = {"llama-bench": parse_records, "llama-batched-bench": parse_lines}
+
+
 def run_one(run: dict[str, object], log, timeout: int) -> dict[str, object]:
     argv = [str(run["binary"]), *[str(a) for a in run["args"]]]  # type: ignore[union-attr]
     log.write("$ " + " ".join(argv) + "\n")
     log.flush()
     start = time.monotonic()
     try:
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=log, timeout=timeout, check=False)
+        env = {**os.environ, **{str(k): str(v) for k, v in dict(run.get("env") or {}).items()}}  # type: ignore[call-overload]
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=log, timeout=timeout, check=False, env=env)
     except subprocess.TimeoutExpired:
         return {"ok": False, "rc": None, "error": f"timed out after {timeout} s", "seconds": timeout}
     except OSError as exc:
@@ -93,7 +109,7 @@ def run_one(run: dict[str, object], log, timeout: int) -> dict[str, object]:
     if proc.returncode != 0:
         return {"ok": False, "rc": proc.returncode, "error": f"exit {proc.returncode}", "seconds": seconds}
     try:
-        records = parse_records(out)
+        records = PARSERS[str(run.get("tool") or "llama-bench")](out)
     except ValueError as exc:
         return {"ok": False, "rc": 0, "error": f"unparsable output: {exc}: {out[-TAIL:]}", "seconds": seconds}
     return {"ok": True, "rc": 0, "records": records, "seconds": seconds}
@@ -138,6 +154,8 @@ def main() -> None:
     for run in p["runs"]:
         if not isinstance(run.get("binary"), str) or not isinstance(run.get("args"), list):
             module.fail_json(msg=f"run {run.get('id')!r}: needs a binary (string) and args (list)")
+        if str(run.get("tool") or "llama-bench") not in PARSERS:
+            module.fail_json(msg=f"run {run.get('id')!r}: tool {run.get('tool')!r} is not one of {', '.join(PARSERS)}")
     if module.check_mode:
         module.exit_json(changed=False, results=[], would_run=[r.get("id") for r in p["runs"]], bandwidth=None)
     out = sweep(p["runs"], p["log"], p["run_timeout"], p["bandwidth_mib"], p["bandwidth_rounds"])

@@ -98,7 +98,8 @@ summary:
 path: {description: Local path of the file to serve (the first part of a split GGUF)., type: str, returned: always}
 files:
   description: >-
-    Per file - file, path, size, sha256, action (present, download, downloaded), bytes_to_download, partial_bytes.
+    Per file - file, path, part (the download in progress, moved to path once verified), size, sha256, action
+    (present, download, downloaded), bytes_to_download, partial_bytes.
   type: list
   returned: always
 bytes_to_download: {description: Bytes still (or just) transferred., type: int, returned: always}
@@ -162,6 +163,7 @@ class Local:
 class FileResult:
     file: str
     path: str
+    part: str  # where the download grows until it is verified and moved to path (the role's progress reads it)
     size: int
     sha256: str
     action: str  # plan: "present" | "download"; fetch: "present" | "downloaded"
@@ -512,6 +514,7 @@ def run(req: Request, do_fetch: bool) -> dict[str, Any]:
             FileResult(
                 file=remote.file,
                 path=str(loc.final),
+                part=str(loc.part),
                 size=remote.size,
                 sha256=remote.digest if remote.algorithm == "sha256" else "",
                 action=action,

@@ -20,12 +20,14 @@ description:
     vulkaninfo --summary, nvcc --version, gcc/g++ -dumpfullversion and every gcc-NN, g++-NN, gccNN-gcc and
     gccNN-g++ installed, getconf GNU_LIBC_VERSION (ldd --version when that fails), hipconfig --version and
     --rocmpath."
-  - Also the free bytes of each path in O(disk_paths) (of its nearest existing parent) and the owner group of
-    /dev/dri/renderD* and /dev/kfd.
+  - Also, per path in O(disk_paths), the free and total bytes and the device number of its filesystem (of its
+    nearest existing parent), the sizes of the regular C(*.gguf) files directly in it when it is an existing
+    directory, and the owner group of /dev/dri/renderD* and /dev/kfd.
 options:
   disk_paths:
     description: Directories whose free space is reported (where builds and models go); a path that does not
-      exist yet is measured at its nearest existing parent.
+      exist yet is measured at its nearest existing parent. The C(*.gguf) files directly in an existing one are
+      listed with their sizes (models already downloaded).
     type: list
     elements: str
     default: [/var/cache/llamafleet, /var/lib/llamafleet/models]
@@ -41,6 +43,26 @@ raw:
   description: The raw facts (see the module source for the shape); the controller parses them.
   returned: always
   type: dict
+  contains:
+    disk:
+      description:
+        - One entry per O(disk_paths) item, in order.
+        - "C(path) (as asked), C(checked) (its nearest existing parent, where statvfs ran), C(free_bytes) (free to
+          an unprivileged user), C(total_bytes) and C(device) (C(st_dev) of C(checked); entries with the same
+          number share a filesystem)."
+        - "C(gguf_files) (file name to bytes: the regular C(*.gguf) files directly in C(path)) when C(path) is an
+          existing directory that could be listed; C(gguf_error) (why not) when listing it failed."
+        - C(error) instead of the sizes when statvfs failed.
+      returned: always
+      type: list
+      elements: dict
+      sample:
+        - path: /var/lib/llamafleet/models
+          checked: /var/lib/llamafleet/models
+          free_bytes: 80788062208
+          total_bytes: 270553174016
+          device: 2049
+          gguf_files: {qwen2.5-3b-instruct-q4_k_m.gguf: 2104932768}
 """
 
 import glob
@@ -270,25 +292,47 @@ class Probe:
         return {"getconf": getconf, "ldd": ldd}
 
     def disk(self, paths: list) -> list:
+        """Per path: its nearest existing parent (``checked``), that filesystem's free and total bytes and device
+        number (paths with the same ``device`` share a filesystem), and, when the path is itself an existing
+        directory, the sizes of the regular ``*.gguf`` files directly in it (models already there)."""
         out = []
         for path in paths:
-            checked = os.path.normpath(path) if path.startswith("/") else "/" + path
+            wanted = os.path.normpath(path) if path.startswith("/") else "/" + path
+            checked = wanted
             while not os.path.exists(self.at(checked)) and checked != "/":
                 checked = os.path.dirname(checked)
             try:
                 stat = os.statvfs(self.at(checked))
+                device = os.stat(self.at(checked)).st_dev
             except OSError as exc:
                 out.append({"path": path, "checked": checked, "error": str(exc)})
                 continue
-            out.append(
-                {
-                    "path": path,
-                    "checked": checked,
-                    "free_bytes": stat.f_bavail * stat.f_frsize,
-                    "total_bytes": stat.f_blocks * stat.f_frsize,
-                }
-            )
+            entry = {
+                "path": path,
+                "checked": checked,
+                "free_bytes": stat.f_bavail * stat.f_frsize,
+                "total_bytes": stat.f_blocks * stat.f_frsize,
+                "device": device,
+            }
+            if checked == wanted and os.path.isdir(self.at(checked)):
+                try:
+                    entry["gguf_files"] = self.gguf_files(self.at(checked))
+                except OSError as exc:  # e.g. the service user's 0750 models dir, read as another user
+                    entry["gguf_error"] = str(exc)
+            out.append(entry)
         return out
+
+    @staticmethod
+    def gguf_files(local: str) -> dict:
+        """The regular (not symlinked, not hidden) ``*.gguf`` files directly in a directory: name -> bytes."""
+        found = {}
+        with os.scandir(local) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.name.endswith(".gguf"):
+                    continue
+                if entry.is_file(follow_symlinks=False):
+                    found[entry.name] = entry.stat(follow_symlinks=False).st_size
+        return dict(sorted(found.items()))
 
     def device_nodes(self) -> list:
         locals_ = sorted(glob.glob(self.at("/dev/dri") + "/renderD*"))

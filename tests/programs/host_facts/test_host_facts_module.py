@@ -217,9 +217,9 @@ def test_missing_tools_and_files_are_null_never_a_failure(tmp_path):
         "meminfo": None,
         "disk": [
             {"path": "/var/cache/llamafleet", "checked": "/", "free_bytes": raw["disk"][0]["free_bytes"],
-             "total_bytes": raw["disk"][0]["total_bytes"]},
+             "total_bytes": raw["disk"][0]["total_bytes"], "device": os.stat(tmp_path).st_dev},
             {"path": "/var/lib/llamafleet/models", "checked": "/", "free_bytes": raw["disk"][1]["free_bytes"],
-             "total_bytes": raw["disk"][1]["total_bytes"]},
+             "total_bytes": raw["disk"][1]["total_bytes"], "device": os.stat(tmp_path).st_dev},
         ],
         "device_nodes": [],
         "login_defs": None,
@@ -254,7 +254,72 @@ def test_a_command_runner_can_stand_in_for_every_tool(tmp_path):
     (gpu,) = parse_probe("rtx4090", raw).gpus
     assert (gpu.name, gpu.vram_bytes, gpu.compute_capability) == ("NVIDIA GeForce RTX 4090", 24564 * MiB, "8.9")
     assert raw["disk"] == [{"path": "/var/lib/llamafleet/models", "checked": "/",
-                            "free_bytes": raw["disk"][0]["free_bytes"], "total_bytes": raw["disk"][0]["total_bytes"]}]
+                            "free_bytes": raw["disk"][0]["free_bytes"], "total_bytes": raw["disk"][0]["total_bytes"],
+                            "device": os.stat(tmp_path).st_dev}]
+
+
+def test_disk_lists_the_models_already_in_an_existing_directory(tmp_path):
+    """A real directory: the regular *.gguf files directly in it with their sizes; a symlink, a hidden partial
+    download, a subdirectory's file and other files are not models that are there. An absent path: no listing."""
+    models = tmp_path / "var/lib/llamafleet/models"
+    models.mkdir(parents=True)
+    (models / "a.gguf").write_bytes(b"x" * 1000)
+    (models / "b-00001-of-00002.gguf").write_bytes(b"")
+    (models / ".a.gguf.verified.json").write_text("{}")
+    (models / ".c.gguf").write_bytes(b"x" * 7)
+    (models / ".c.gguf.abc.part").write_bytes(b"x" * 7)
+    (models / "notes.txt").write_text("not a model")
+    (models / "link.gguf").symlink_to(models / "a.gguf")
+    (models / "sub").mkdir()
+    (models / "sub" / "deep.gguf").write_bytes(b"x")
+    write(tmp_path / "etc/os-release", "ID=debian\nVERSION_ID=13\n")
+    probe = hf.Probe(root=str(tmp_path))
+    cache, listed = probe.disk(["/var/cache/llamafleet", "/var/lib/llamafleet/models/"])
+    assert (cache["checked"], "gguf_files" in cache) == ("/var", False)  # measured at its parent: nothing listed
+    assert listed["checked"] == "/var/lib/llamafleet/models"
+    assert listed["gguf_files"] == {"a.gguf": 1000, "b-00001-of-00002.gguf": 0}
+    assert listed["device"] == cache["device"] == os.stat(models).st_dev
+    json.dumps(listed)
+
+    (disk_cache, disk_models) = parse_probe("h", {**gather(tmp_path), "disk": [cache, listed]}).disk
+    assert disk_models.gguf_files == (("a.gguf", 1000), ("b-00001-of-00002.gguf", 0))
+    assert (disk_models.gguf_size("a.gguf"), disk_models.gguf_size("link.gguf")) == (1000, None)
+    assert (disk_cache.device, disk_cache.gguf_files) == (os.stat(models).st_dev, None)
+
+
+def _unlistable_models_dir(tmp_path: Path) -> dict:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "a.gguf").write_bytes(b"x")
+    models.chmod(0)
+    try:
+        (entry,) = hf.Probe(root=str(tmp_path)).disk(["/models"])
+    finally:
+        models.chmod(0o750)
+    return entry
+
+
+def _assert_unlisted(tmp_path: Path, entry: dict) -> None:
+    assert "gguf_files" not in entry and "Permission denied" in entry["gguf_error"]
+    assert entry["free_bytes"] > 0 and entry["device"] == os.stat(tmp_path / "models").st_dev
+    write(tmp_path / "etc/os-release", "ID=debian\nVERSION_ID=13\n")
+    (parsed,) = parse_probe("h", {**gather(tmp_path), "disk": [entry]}).disk
+    assert parsed.gguf_files is None
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a 0000 directory anyway (the test below stands in)")
+def test_disk_reports_a_models_directory_it_cannot_list(tmp_path):
+    """The service user's 0750 models dir, probed as another user: free space yes, listing no (and says why)."""
+    _assert_unlisted(tmp_path, _unlistable_models_dir(tmp_path))
+
+
+def test_disk_reports_a_models_directory_it_cannot_list_even_as_root(tmp_path, monkeypatch):
+    """The same with the listing refused the way the kernel refuses it, for a root test run."""
+    def refuse(local):
+        raise PermissionError(13, "Permission denied", local)
+
+    monkeypatch.setattr(hf.Probe, "gguf_files", staticmethod(refuse))
+    _assert_unlisted(tmp_path, _unlistable_models_dir(tmp_path))
 
 
 def test_module_imports_nothing_from_generators():
@@ -303,7 +368,7 @@ def test_real_ansible_run_on_this_machine_in_check_mode(tmp_path):
     memtotal = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:"))
     assert facts.ram_bytes == int(memtotal.split()[1]) * 1024
     assert facts.disk == (DiskSpace(str(tmp_path / "not/yet"), str(tmp_path), facts.disk[0].free_bytes,
-                                    facts.disk[0].total_bytes),)
+                                    facts.disk[0].total_bytes, device=os.stat(tmp_path).st_dev),)
 
 
 @pytest.mark.integration  # an ansible-playbook run

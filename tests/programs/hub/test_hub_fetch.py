@@ -160,6 +160,7 @@ def test_cut_transfer_resumes_with_a_range_request_and_verifies(hub, smollm2_byt
     assert plan.rc == 0, plan.err
     assert plan.out["bytes_to_download"] == len(smollm2_bytes) - cut
     assert plan.out["files"][0]["partial_bytes"] == cut
+    assert plan.out["files"][0]["part"] == str(parts[0]), "the role's progress reads the size of this file"
 
     second = run_hub("fetch", endpoint, dest)
     assert second.rc == 0, second.err

@@ -1,7 +1,8 @@
 """The one loader of the data files shipped with the generators (``generators/data``), and the GPU catalog lookups.
 
 The tables: the GPU catalog (``gpus.yaml``), per-distro facts (``distros.yaml``), llama.cpp flag renames
-(``flag_renames.yaml``), the CUDA toolchain support data (``cuda_toolchains.yaml``), the offline model header facts
+(``flag_renames.yaml``), the CUDA toolchain support data (``cuda_toolchains.yaml``), the ROCm the HIP backend needs
+(``rocm.yaml``), the offline model header facts
 (``model_facts.yaml``) and the chat templates shipped for models (``chat_templates/*.jinja``). This module only
 loads and looks things up; every layer above reads the data through it. Change the data, not the code, when a new
 GPU, distro release or llama.cpp rename comes along.
@@ -59,6 +60,10 @@ def flag_renames() -> dict[str, Any]:
 
 def cuda_toolchains() -> dict[str, Any]:
     return load("cuda_toolchains.yaml")
+
+
+def rocm() -> dict[str, Any]:
+    return load("rocm.yaml")
 
 
 # --- chat templates -------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
+from generators.facts import CudaSource
 from generators.plan.builds import BuildPlan
 from generators.plan.clients import ClientsPlan
 from generators.plan.host import HostPlan, ProxyPlan
@@ -21,6 +22,25 @@ from generators.plan.router import LOAD_ON_STARTUP, RouterPlan
 from generators.plan.servers import ServerPlan
 from generators.render import RenderedFile
 from generators.spec.types import http_url, local_address
+
+
+class CudaToolkitEntry(TypedDict):
+    #: ``distro`` or ``nvidia``: the host's ``llamacpp.cuda_repo``
+    repo: str
+    #: how the plan names it: ``Debian 13's nvidia-cuda-toolkit (non-free)``, ``NVIDIA's repository (cuda-toolkit)``
+    label: str
+    #: its packages (also in ``packages``)
+    packages: list[str]
+    #: the nvcc release the plan was made for (None: not recorded, a rolling release)
+    nvcc: str | None
+    #: the apt component the package is in: build_deps checks its install candidate first (None: no check)
+    component: str | None
+    #: how to enable that component, for the failure message
+    enable: str | None
+    #: NVIDIA's repository for this distro (``repo: nvidia``), else None
+    repo_url: str | None
+    #: what adds that repository: the ``cuda-keyring`` .deb (apt) or the .repo file (dnf), under ``repo_url``
+    repo_file: str | None
 
 
 class DistroEntry(TypedDict):
@@ -36,10 +56,14 @@ class DistroEntry(TypedDict):
     sse_proxy_packages: list[str]
     #: the hf_models role's packages (the table's ``packages.hub``; [] when it has none)
     hub_packages: list[str]
-    #: the distro's CUDA toolkit root
-    cuda_home: str
-    #: the distro's ROCm root
+    #: the CUDA build's toolkit root (``/usr`` for Debian's and Ubuntu's package, ``/usr/local/cuda`` for NVIDIA's,
+    #: ``/opt/cuda`` for Arch's); None without a CUDA build, for the bundle, or where CMake asks the host's nvcc
+    cuda_home: str | None
+    #: the distro's ROCm root (a HIP build's: the host's own ROCm where the distribution's HIP is too old)
     rocm_path: str
+    #: the CUDA toolkit package build_deps installs, checks and (NVIDIA's) adds the repository of; None when
+    #: nothing is installed (the host has nvcc, the plan is the bundle, or no CUDA build)
+    cuda_toolkit: CudaToolkitEntry | None
 
 
 class ToolchainEntry(TypedDict):
@@ -546,6 +570,21 @@ def _client_keys(clients: ClientsPlan) -> dict[str, Any]:
     }
 
 
+def _cuda_toolkit(source: CudaSource | None) -> CudaToolkitEntry | None:
+    if source is None:
+        return None
+    return {
+        "repo": source.repo,
+        "label": source.label,
+        "packages": list(source.packages),
+        "nvcc": None if source.nvcc is None else str(source.nvcc),
+        "component": source.component,
+        "enable": source.enable,
+        "repo_url": source.repo_url,
+        "repo_file": source.repo_file,
+    }
+
+
 def _rendered_paths(manifest: Manifest) -> list[str]:
     paths = [b["render_path"] for b in manifest["llamacpp"]["builds"]] if manifest["llamacpp"] else []
     if manifest["ollama"] is not None:
@@ -576,6 +615,7 @@ def build_manifest(plan: HostPlan, files: Sequence[RenderedFile]) -> Manifest:
             "hub_packages": list(distro.hub_packages),
             "cuda_home": distro.cuda_home,
             "rocm_path": distro.rocm_path,
+            "cuda_toolkit": _cuda_toolkit(distro.cuda_toolkit),
         },
         "gpus": [g.as_dict() for g in plan.gpus],
         "llamacpp": _llamacpp(plan),

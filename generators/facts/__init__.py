@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from packaging.version import Version
+
 from generators import data
 from generators.errors import Problem, SpecError
 from generators.facts.probe import ProbedFacts, ProbedGpu
@@ -64,19 +66,49 @@ class Gpu:
 
 
 @dataclass(frozen=True)
+class CudaSource:
+    """One way a distro gets the CUDA toolkit (a row's ``cuda.distro`` or ``cuda.nvidia`` in ``data/distros.yaml``):
+    the packages build_deps installs, the nvcc release they bring, and where the toolkit lands."""
+
+    repo: str  # the llamacpp.cuda_repo value that picks it: distro | nvidia
+    label: str  # "Debian 13's nvidia-cuda-toolkit (non-free)", "NVIDIA's repository (cuda-toolkit)"
+    packages: tuple[str, ...]
+    nvcc: Version | None  # the release it installs (None: not recorded, a rolling release)
+    root: str  # the toolkit root (CUDAToolkit_ROOT); nvcc is <root>/bin/nvcc
+    host_cxx: str | None = None  # the older g++ the package depends on (installed with it)
+    headers_package: str | None = None  # split layout: the package whose headers lie in /usr/include (dpkg)
+    component: str | None = None  # the apt component the package is in
+    enable: str | None = None  # how to enable that component
+    repo_url: str | None = None  # NVIDIA's repository for this distro
+    repo_file: str | None = None  # what adds it: the cuda-keyring .deb (apt), the .repo file (dnf)
+
+    @property
+    def nvcc_path(self) -> str:
+        return f"{self.root}/bin/nvcc"
+
+
+@dataclass(frozen=True)
 class DistroFacts:
     """The host's distribution and its row of ``data/distros.yaml``: package groups and toolkit paths."""
 
     key: str
     family: str
     package_manager: str
-    packages: Mapping[str, tuple[str, ...]]  # group (build, cpu, cuda, vulkan, hip, ollama, sse_proxy, hub) -> names
-    cuda_home: str
+    packages: Mapping[str, tuple[str, ...]]  # group (build, cpu, vulkan, hip, ollama, sse_proxy, hub) -> names
     rocm_path: str
+    name: str = ""  # "Debian 13"
+    gcc_major: int | None = None  # the release's system GCC
+    glibc: Version | None = None  # the release's glibc (None: a rolling release)
+    cuda: Mapping[str, CudaSource | None] = field(default_factory=dict)  # cuda_repo value -> source (None: none)
+    hip_version: Version | None = None  # the distribution's own HIP (None: not recorded)
 
     def group(self, name: str) -> tuple[str, ...]:
         """One package group (empty when the table has none)."""
         return tuple(self.packages.get(name) or ())
+
+    def cuda_source(self, repo: str) -> CudaSource | None:
+        """Where ``llamacpp.cuda_repo: <repo>`` gets the CUDA toolkit on this distro (None: nowhere)."""
+        return self.cuda.get(repo)
 
 
 @dataclass(frozen=True)
@@ -137,10 +169,52 @@ def gpu_from_decl(decl: GpuDecl) -> Gpu:
     )
 
 
+def _cuda_source(repo: str, raw: Mapping[str, Any] | None, package_manager: str) -> CudaSource | None:
+    """A row's ``cuda.<repo>`` entry, typed; NVIDIA's repository takes its common facts from cuda_toolchains.yaml."""
+    if raw is None:
+        return None
+    packages = tuple(raw["packages"])
+    if repo == "nvidia":
+        common = data.cuda_toolchains()["nvidia_repo"]
+        adds = common["repo_file"] if package_manager == "dnf" else common["keyring"]  # dnf: .repo; apt: keyring
+        return CudaSource(
+            repo=repo,
+            label=f"NVIDIA's repository ({', '.join(packages)})",
+            packages=packages,
+            nvcc=Version(str(common["nvcc"])),
+            root=str(common["root"]),
+            repo_url=str(common["url"]).format(repo=raw["repo"]),
+            repo_file=str(adds).format(repo=raw["repo"]),
+        )
+    return CudaSource(
+        repo=repo,
+        label=str(raw["label"]),
+        packages=packages,
+        nvcc=None if raw.get("nvcc") is None else Version(str(raw["nvcc"])),
+        root=str(raw["root"]),
+        host_cxx=raw.get("host_cxx"),
+        headers_package=raw.get("headers_package"),
+        component=raw.get("component"),
+        enable=raw.get("enable"),
+    )
+
+
 def distro_facts(key: str) -> DistroFacts:
     row = data.distros()[key]
     packages = {group: tuple(names or ()) for group, names in (row.get("packages") or {}).items()}
-    return DistroFacts(key, row["family"], row["package_manager"], packages, row["cuda_home"], row["rocm_path"])
+    manager = row["package_manager"]
+    return DistroFacts(
+        key,
+        row["family"],
+        manager,
+        packages,
+        row["rocm_path"],
+        name=str(row.get("name") or key),
+        gcc_major=row.get("gcc_major"),
+        glibc=None if row.get("glibc") is None else Version(str(row["glibc"])),
+        cuda={repo: _cuda_source(repo, raw, manager) for repo, raw in (row.get("cuda") or {}).items()},
+        hip_version=None if row.get("hip_version") is None else Version(str(row["hip_version"])),
+    )
 
 
 def toolchain_probe(toolchain: CudaToolchain) -> dict[str, Any]:
@@ -398,4 +472,4 @@ def facts_from_spec(host: Host, name: str = "host", probe: ProbedFacts | None = 
     )
 
 
-__all__ = ["VRAM_TOLERANCE", "gtt_kernel_params", "unified_pool_gb", "DistroFacts", "catalog_key", "detected_distro_key", "Gpu", "HostFacts", "distro_facts", "facts_from_spec", "gpu_from_decl", "toolchain_probe"]
+__all__ = ["VRAM_TOLERANCE", "gtt_kernel_params", "unified_pool_gb", "CudaSource", "DistroFacts", "catalog_key", "detected_distro_key", "Gpu", "HostFacts", "distro_facts", "facts_from_spec", "gpu_from_decl", "toolchain_probe"]

@@ -15,10 +15,12 @@ from generators.errors import Problem, SpecError
 
 @dataclass(frozen=True)
 class HostCompiler:
-    """One GCC installed on the host: its version and its C++ driver (``g++-14``)."""
+    """One GCC on the host: its version and its C++ driver (``g++-14``). ``installed_by`` says what brings a GCC
+    the host does not have yet (``which the package installs``); None for one the host has."""
 
     version: Version
     cxx: str
+    installed_by: str | None = None
 
 
 @dataclass(frozen=True)

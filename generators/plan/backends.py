@@ -21,6 +21,7 @@ from packaging.version import Version
 
 from generators.errors import Problem, SpecError
 from generators.plan.toolchain import ToolchainPlan, arch_problems
+from generators.plan.toolkits import Toolkit
 
 Backend = Literal["cpu", "cuda", "vulkan", "hip"]
 BACKENDS: tuple[str, ...] = ("cpu", "cuda", "vulkan", "hip")
@@ -71,6 +72,17 @@ class BuildTarget:
     toolchain: ToolchainPlan | None = None  # CUDA only: the plan generators.plan.toolchain chose for this host
     env: tuple[tuple[str, str], ...] = ()  # exported before the build (the distro's CUDA_HOME, ROCM_PATH)
     path: tuple[str, ...] = ()  # prepended to PATH (the toolkit's bin: nvcc, hipconfig are not on it by default)
+    toolkit: Toolkit | None = None  # CUDA, HIP: where the toolkit is (its root, a split layout's headers)
+
+    @property
+    def cuda_root(self) -> str | None:
+        """CUDAToolkit_ROOT for CMake: the CUDA toolkit's root when it is known."""
+        return self.toolkit.root if self.backend == "cuda" and self.toolkit is not None else None
+
+    @property
+    def split_headers(self) -> str | None:
+        """The package whose CUDA headers share /usr/include with the system's (Debian's layout), else None."""
+        return self.toolkit.headers_package if self.backend == "cuda" and self.toolkit is not None else None
 
     @property
     def version(self) -> str:
@@ -147,6 +159,13 @@ def validate(target: BuildTarget) -> None:
         raise SpecError(target.host, found)
 
 
+def private_toolkit(target: BuildTarget) -> bool:
+    """Whether the build uses a private toolkit root (a header patch on NVIDIA's layout: everything under one root,
+    so the root is copied as symlinks with patched headers); a split layout's patch only adds an include dir."""
+    plan = target.toolchain
+    return plan is not None and bool(plan.patch_functions) and target.split_headers is None
+
+
 def cmake_flags(target: BuildTarget) -> list[str]:
     """The configure flags of one target (toolchain flags that depend on build-time values live in the script)."""
     flags = [
@@ -165,6 +184,14 @@ def cmake_flags(target: BuildTarget) -> list[str]:
             f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(target.cuda_arch)}",
             "-DCMAKE_CUDA_COMPILER_LAUNCHER=ccache",
         ]
+        # ggml-cuda runs find_package(CUDAToolkit) before enable_language(CUDA), so FindCUDAToolkit looks for the
+        # toolkit before CUDACXX counts: CUDAToolkit_ROOT, then $CUDA_PATH, then the first nvcc on PATH (a
+        # /usr/local/bin/nvcc shadows Debian's /usr/bin/nvcc), then /usr/local/cuda. The root makes it take the
+        # toolkit CUDACXX names: /usr for Debian's and Ubuntu's package (nvcc in /usr/bin, headers in
+        # /usr/include, libraries in /usr/lib/<triplet>, which find_library searches under /usr), /usr/local/cuda
+        # for NVIDIA's. A patch plan on NVIDIA's layout gives its private root instead (build-cuda.sh.j2).
+        if target.cuda_root is not None and not private_toolkit(target):
+            flags.append(f"-DCUDAToolkit_ROOT={target.cuda_root}")
     elif target.backend == "vulkan":
         flags.append("-DGGML_VULKAN=ON")
     elif target.backend == "hip":

@@ -10,16 +10,12 @@ from dataclasses import dataclass
 
 from generators.errors import Problem, SpecError
 from generators.facts import HostFacts
-from generators.plan import backends, toolchain
+from generators.plan import backends, toolkits
 from generators.plan.backends import BuildPaths, BuildTarget, TargetPaths
 from generators.plan.layout import Layout, build_render_path
-from generators.plan.toolchain import ToolchainPlan
+from generators.plan.toolkits import CudaPlan, Toolkit
 from generators.spec import Host
 
-NO_PROBE_REASON = (
-    "the host description has no llamacpp.cuda_toolchain: building with the distro's nvcc and the system GCC "
-    "(put the versions build-probe-toolchain.sh prints there to have the plan chosen and checked)"
-)
 _BACKEND_SWITCHES = ("-DGGML_CUDA=", "-DGGML_VULKAN=", "-DGGML_HIP=", "-DCMAKE_CUDA_ARCHITECTURES=", "-DGPU_TARGETS=")
 
 
@@ -44,48 +40,62 @@ class BuildPlan:
         return self.target.version
 
 
-def cuda_plan(facts: HostFacts) -> ToolchainPlan:
-    """How the host gets CUDA: resolved from its reported toolchain versions, else a native build."""
-    if facts.cuda_toolchain is None:
-        return ToolchainPlan("native", (facts.toolchain_note or NO_PROBE_REASON,))
-    return toolchain.resolve(facts.cuda_toolchain)
+def cuda_plan(facts: HostFacts, repo: str = "distro", arches: tuple[str, ...] = ()) -> CudaPlan:
+    """How the host gets CUDA and from which toolkit (:func:`generators.plan.toolkits.plan_cuda`)."""
+    return toolkits.plan_cuda(facts, repo, arches)
 
 
-def build_env(facts: HostFacts, backend: str) -> tuple[tuple[str, str], ...]:
-    """Toolkit paths for the build, from the distro's facts (CUDA and ROCm live in different places)."""
-    if facts.distro is None:
+def build_env(toolkit: Toolkit | None) -> tuple[tuple[str, str], ...]:
+    """The toolkit's paths for the build: CUDA's root and nvcc (CUDA_HOME, CUDACXX), ROCm's root (ROCM_PATH)."""
+    if toolkit is None:
         return ()
-    if backend == "cuda":
-        return (("CUDA_HOME", facts.distro.cuda_home), ("CUDACXX", f"{facts.distro.cuda_home}/bin/nvcc"))
-    if backend == "hip":
-        return (("ROCM_PATH", facts.distro.rocm_path),)
-    return ()
+    if toolkit.backend == "cuda":
+        env = [] if toolkit.root is None else [("CUDA_HOME", toolkit.root)]
+        return tuple(env + ([] if toolkit.compiler is None else [("CUDACXX", toolkit.compiler)]))
+    return () if toolkit.root is None else (("ROCM_PATH", toolkit.root),)
 
 
-def build_path(facts: HostFacts, backend: str) -> tuple[str, ...]:
-    """Toolkit bin directories put first on PATH (nvcc, hipconfig are not on a root shell's PATH)."""
-    env = dict(build_env(facts, backend))
-    home = env.get("CUDA_HOME") or env.get("ROCM_PATH")
-    return () if home is None or home == "/usr" else (f"{home}/bin",)
+def build_path(toolkit: Toolkit | None) -> tuple[str, ...]:
+    """Toolkit bin directories put first on PATH (nvcc, hipconfig are not on a root shell's PATH); /usr/bin is."""
+    if toolkit is None:
+        return ()
+    if toolkit.root is not None:
+        bin_dir = f"{toolkit.root}/bin"
+    elif toolkit.compiler is not None:
+        bin_dir = toolkit.compiler.rsplit("/", 1)[0]
+    else:
+        return ()
+    return () if bin_dir in ("/usr/bin", "/bin") else (bin_dir,)
 
 
 def build_target(host: Host, facts: HostFacts, backend: str) -> BuildTarget:
-    """One backend's build of this host's llama.cpp (raises SpecError when no CUDA plan exists)."""
+    """One backend's build of this host's llama.cpp (raises SpecError when no CUDA plan or ROCm fits; fields
+    relative to ``llamafleet``)."""
     cpp = host.llamacpp
     assert cpp is not None
     gpus = facts.backend_gpus(backend)
     arches = {backends.cuda_arch(g.cuda_cc) for g in gpus if g.cuda_cc} if backend == "cuda" else set()
+    cuda_arch = tuple(sorted(arches, key=lambda a: int(a.rstrip("af"))))
+    gfx = tuple(sorted({g.gfx for g in gpus if g.gfx})) if backend == "hip" else ()
+    field = "llamacpp.backend" if backend == cpp.backend else "llamacpp.also_build"
+    plan, toolkit = None, None
+    if backend == "cuda":
+        cuda = cuda_plan(facts, cpp.cuda_repo, cuda_arch)
+        plan, toolkit = cuda.toolchain, cuda.toolkit
+    elif backend == "hip":
+        toolkit = toolkits.plan_hip(facts, field, gfx)
     return BuildTarget(
         host=facts.name,
         backend=backend,
         build=cpp.build,
         native=cpp.native,
         targets=tuple(cpp.targets),
-        cuda_arch=tuple(sorted(arches, key=lambda a: int(a.rstrip("af")))),
-        gfx_targets=tuple(sorted({g.gfx for g in gpus if g.gfx})) if backend == "hip" else (),
-        toolchain=cuda_plan(facts) if backend == "cuda" else None,
-        env=build_env(facts, backend),
-        path=build_path(facts, backend),
+        cuda_arch=cuda_arch,
+        gfx_targets=gfx,
+        toolchain=plan,
+        env=build_env(toolkit),
+        path=build_path(toolkit),
+        toolkit=toolkit,
     )
 
 

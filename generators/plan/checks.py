@@ -30,7 +30,8 @@ def backend_problems(host: Host, facts: HostFacts) -> tuple[list[Problem], list[
             have = ", ".join(g.key for g in facts.gpus) or "no gpus declared"
             problems.append(Problem(f"{where}.{key}", f"{backend} needs a GPU that supports it "
                                                       f"({have}; this host can run: {', '.join(available)})"))
-        if facts.distro is not None and backend != "cpu" and not facts.distro.group(backend):
+        # cuda's packages are the toolkit plan's (generators/plan/toolkits.py): none is a bundle, not a problem
+        if facts.distro is not None and backend not in ("cpu", "cuda") and not facts.distro.group(backend):
             problems.append(Problem(f"{where}.{key}", f"no {backend} build packages for {facts.distro.key} "
                                                       "(see generators/data/distros.yaml)"))
     problems += checks.cuda_toolchain_problems(host)

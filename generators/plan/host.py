@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from generators.errors import SpecError
-from generators.facts import Gpu, HostFacts
+from generators.facts import CudaSource, Gpu, HostFacts
 from generators.plan import backends
-from generators.plan.backends import BuildPaths
+from generators.plan.backends import BuildPaths, BuildTarget
 from generators.plan.builds import BuildPlan, build_paths, plan_builds
 from generators.plan.checks import host_problems
 from generators.plan.clients import ClientsPlan, plan_clients
@@ -42,8 +42,9 @@ class DistroPlan:
     packages: tuple[str, ...]  # build + the host's backends' groups (ollama: the ollama group)
     sse_proxy_packages: tuple[str, ...]
     hub_packages: tuple[str, ...]
-    cuda_home: str
+    cuda_home: str | None  # the CUDA build's toolkit root (None: no CUDA build, or CMake asks its nvcc)
     rocm_path: str
+    cuda_toolkit: CudaSource | None = None  # the CUDA package build_deps installs (checked or its repository added)
 
 
 @dataclass(frozen=True)
@@ -137,14 +138,19 @@ class HostPlan:
         return next(b for b in self.llamacpp.builds if b.backend == backend)
 
 
-def _distro(host: Host, host_facts: HostFacts) -> DistroPlan | None:
+def _distro(host: Host, host_facts: HostFacts, targets: list[BuildTarget]) -> DistroPlan | None:
+    """What build_deps installs: the build group, each built backend's group, and for CUDA and HIP what their
+    toolkit plan says (generators/plan/toolkits.py: nothing where the host has the toolkit or gets the bundle)."""
     facts = host_facts.distro
     if facts is None:
         return None
+    toolkits = {t.backend: t.toolkit for t in targets if t.toolkit is not None}
     wanted = ["build", *host.llamacpp.backends] if host.llamacpp is not None else package_groups(host_facts)
     packages: list[str] = []
     for group in wanted:
-        packages += [p for p in facts.group(group) if p not in packages]
+        found = toolkits[group].packages if group in toolkits else facts.group(group)
+        packages += [p for p in found if p not in packages]
+    cuda, hip = toolkits.get("cuda"), toolkits.get("hip")
     return DistroPlan(
         key=facts.key,
         family=facts.family,
@@ -152,8 +158,9 @@ def _distro(host: Host, host_facts: HostFacts) -> DistroPlan | None:
         packages=tuple(packages),
         sse_proxy_packages=facts.group("sse_proxy"),
         hub_packages=facts.group("hub"),
-        cuda_home=facts.cuda_home,
-        rocm_path=facts.rocm_path,
+        cuda_home=None if cuda is None else cuda.root,
+        rocm_path=hip.root if hip is not None and hip.root is not None else facts.rocm_path,
+        cuda_toolkit=None if cuda is None else cuda.source,
     )
 
 
@@ -200,7 +207,7 @@ def plan_host(spec: Host, facts: HostFacts, name: str | None = None) -> HostPlan
         spec=spec,
         facts=facts,
         layout=layout,
-        distro=_distro(spec, facts),
+        distro=_distro(spec, facts, targets),
         llamacpp=llamacpp,
         servers=servers,
         models=tuple(

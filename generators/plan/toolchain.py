@@ -28,7 +28,7 @@ from packaging.version import Version
 
 from generators import data
 from generators.errors import Problem, SpecError
-from generators.facts.toolchain import HostToolchain
+from generators.facts.toolchain import HostCompiler, HostToolchain
 
 FIELD = "llamacpp.backend"  # the field a toolchain problem is reported against
 
@@ -160,6 +160,12 @@ def header_conflicts(nvcc: Version, glibc: Version, matrix: SupportMatrix) -> tu
     return tuple(c for c in matrix.glibc_conflicts if glibc >= c.glibc and (c.fixed_in is None or nvcc < c.fixed_in))
 
 
+def bundle(host: HostToolchain, why: list[str], matrix: SupportMatrix | None = None) -> ToolchainPlan:
+    """The bundle plan for a host that cannot build (``why``), or SpecError when the official image cannot run there
+    either (glibc older than the image's, or a driver too old for every flavour)."""
+    return _bundle(host, matrix or support_matrix(), why)
+
+
 def _bundle(host: HostToolchain, matrix: SupportMatrix, why: list[str]) -> ToolchainPlan:
     problems = []
     if host.glibc < matrix.bundle_min_glibc:
@@ -182,26 +188,39 @@ def _bundle(host: HostToolchain, matrix: SupportMatrix, why: list[str]) -> Toolc
     return ToolchainPlan("bundle", reasons, bundle_tag=flavour.tag, nvcc=None if host.nvcc is None else str(host.nvcc))
 
 
-def resolve(host: HostToolchain, matrix: SupportMatrix | None = None) -> ToolchainPlan:
-    """Choose the plan for one host; raises SpecError naming the host when no plan exists."""
+def _compiler(c: HostCompiler) -> str:
+    """How a reason names a GCC: the one installed, or the one something installs."""
+    return f"{c.cxx}, {c.installed_by}" if c.installed_by else f"the installed GCC {c.version} ({c.cxx})"
+
+
+def resolve(host: HostToolchain, matrix: SupportMatrix | None = None, toolkit: str | None = None) -> ToolchainPlan:
+    """Choose the plan for one host; raises SpecError naming the host when no plan exists.
+
+    ``toolkit`` says where an nvcc the host does not have yet comes from (``from Debian 13's nvidia-cuda-toolkit
+    (non-free), installed by build_deps``): ``host.nvcc`` is then the version that package installs, and the
+    reasons say so."""
     matrix = matrix or support_matrix()
     if host.nvcc is None:
         return _bundle(host, matrix, ["no nvcc was found on the host"])
     nvcc = host.nvcc
+    who = f"nvcc {nvcc}" if toolkit is None else f"nvcc {nvcc} {toolkit}; it"
     max_gcc, guessed = max_gcc_for(nvcc, matrix)
     if max_gcc is None:
-        return _bundle(host, matrix, [f"nvcc {nvcc} is older than any toolkit in the support data"])
+        return _bundle(host, matrix, [f"{who} is older than any toolkit in the support data"])
     reasons: list[str] = []
     if guessed:
         reasons.append(
             f"nvcc {nvcc} is newer than the support data; assuming it accepts GCC <= {max_gcc} like the last"
         )
     host_cxx: str | None = None
-    if host.gcc.version.major <= max_gcc:
-        reasons.append(f"nvcc {nvcc} accepts the system GCC {host.gcc.version} (GCC <= {max_gcc})")
+    system = f"{host.gcc.version}" + (f" ({host.gcc.installed_by})" if host.gcc.installed_by else "")
+    if host.gcc.version.major <= max_gcc and host.gcc.installed_by:
+        reasons.append(f"{who} accepts GCC <= {max_gcc}: the system GCC {system}")
+    elif host.gcc.version.major <= max_gcc:
+        reasons.append(f"{who} accepts the system GCC {system} (GCC <= {max_gcc})")
     else:
         fitting = sorted((c for c in host.alt_gccs if c.version.major <= max_gcc), key=lambda c: c.version)
-        too_new = f"nvcc {nvcc} accepts GCC <= {max_gcc}, the system GCC is {host.gcc.version}"
+        too_new = f"{who} accepts GCC <= {max_gcc}, the system GCC is {system}"
         if not fitting:
             others = ", ".join(str(c.version) for c in host.alt_gccs) or "none"
             return _bundle(
@@ -215,7 +234,7 @@ def resolve(host: HostToolchain, matrix: SupportMatrix | None = None) -> Toolcha
                 ],
             )
         host_cxx = fitting[-1].cxx
-        reasons.append(f"{too_new}; building with the installed GCC {fitting[-1].version} ({host_cxx})")
+        reasons.append(f"{too_new}; building with {_compiler(fitting[-1])}")
     conflicts = header_conflicts(nvcc, host.glibc, matrix)
     functions = tuple(f for c in conflicts for f in c.functions)
     for c in conflicts:
@@ -234,6 +253,7 @@ __all__ = [
     "SupportMatrix",
     "ToolchainPlan",
     "arch_problems",
+    "bundle",
     "header_conflicts",
     "max_gcc_for",
     "parse_matrix",

@@ -31,7 +31,9 @@ class Templates(str, enum.Enum):
     build_base = "build-base.sh.j2"  # extended by the per-backend build scripts
     build_cpu = "build-cpu.sh.j2"
     build_cuda = "build-cuda.sh.j2"
-    build_cuda_private_headers = "build-cuda-private-headers.sh.j2"  # included by build-cuda
+    build_cuda_noexcept = "build-cuda-noexcept.sh.j2"  # included by the two below
+    build_cuda_private_headers = "build-cuda-private-headers.sh.j2"  # included by build-cuda: NVIDIA's layout
+    build_cuda_private_include = "build-cuda-private-include.sh.j2"  # included by build-cuda: a split layout
     build_cuda_bundle = "build-cuda-bundle.sh.j2"
     build_vulkan = "build-vulkan.sh.j2"
     build_hip = "build-hip.sh.j2"

@@ -46,9 +46,16 @@ def build_number_problems(host: Host) -> list[Problem]:
 
 
 def cuda_toolchain_problems(host: Host) -> list[Problem]:
-    if host.llamacpp is None or host.llamacpp.cuda_toolchain is None or "cuda" in host.llamacpp.backends:
+    """``cuda_toolchain`` and a written ``cuda_repo`` on a host that builds no CUDA."""
+    cpp = host.llamacpp
+    if cpp is None or "cuda" in cpp.backends:
         return []
-    return [Problem(f"{ROOT_KEY}.llamacpp.cuda_toolchain", "only for a host that builds the cuda backend")]
+    found = []
+    if cpp.cuda_toolchain is not None:
+        found.append(Problem(f"{ROOT_KEY}.llamacpp.cuda_toolchain", "only for a host that builds the cuda backend"))
+    if "cuda_repo" in cpp.model_fields_set:
+        found.append(Problem(f"{ROOT_KEY}.llamacpp.cuda_repo", "only for a host that builds the cuda backend"))
+    return found
 
 
 def proxy_engine_problems(host: Host) -> list[Problem]:

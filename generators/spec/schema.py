@@ -214,6 +214,15 @@ class LlamaCpp(_Model):
         (), description="more backends built side by side, each in its own prefix (seed 003: hip beside vulkan)"
     )
     cuda_toolchain: CudaToolchain | None = None
+    cuda_repo: Literal["distro", "nvidia"] = Field(
+        "distro",
+        description=(
+            "where build_deps gets the CUDA toolkit when the host has no nvcc yet: distro, the distribution's own "
+            "package (Debian non-free and Ubuntu multiverse nvidia-cuda-toolkit, Arch cuda; Fedora has none: the "
+            "official image's bundle), or nvidia, NVIDIA's repository (cuda-toolkit in /usr/local/cuda; not for "
+            "Arch). The CUDA plan is made for the version it installs; an nvcc the host already has wins"
+        ),
+    )
     native: bool = Field(True, description="compile for this CPU (-march=native)")
     targets: tuple[Literal["llama-server", "llama-bench", "llama-batched-bench", "llama-cli"], ...] = ("llama-server",)
 

@@ -51,11 +51,13 @@ def test_every_fixture_parses():
     assert hosts == [
         "debian13-container-bare",
         "debian13-container-vulkan",
+        "debian13-rtx4090-bare",  # derived: tests/support/bare_cuda_fixtures.py
         "localhost-debian12",
         "rtx4060-laptop-fedora43",
         "rtx4090-desktop",
         "strix-halo",
         "t1200-igpu-laptop",
+        "ubuntu2404-rtx4090-bare",  # derived
     ]
     for host in hosts:
         assert facts(host).host == host

@@ -104,6 +104,24 @@ def test_arch_support() -> None:
     assert arch_problems(Version("12.8"), ("75", "86", "89", "120a")) == []
 
 
+def test_a_toolkit_the_host_does_not_have_yet_is_named_in_the_reasons() -> None:
+    """generators/plan/toolkits.py plans for the package's nvcc and the g++ it depends on, before either is there."""
+    bare = HostToolchain(
+        host="seed", gcc=HostCompiler(Version("14"), "g++", installed_by="Debian 13's g++, which build_deps installs"),
+        glibc=Version("2.40"), nvcc=Version("12.4"),
+        alt_gccs=(HostCompiler(Version("13"), "/usr/bin/g++-13", installed_by="which the package installs"),),
+    )
+    plan = resolve(bare, toolkit="from Debian 13's nvidia-cuda-toolkit (non-free), installed by build_deps")
+    assert (plan.kind, plan.host_cxx) == ("alt-gcc", "/usr/bin/g++-13")
+    assert plan.reasons[0] == (
+        "nvcc 12.4 from Debian 13's nvidia-cuda-toolkit (non-free), installed by build_deps; it accepts GCC <= 13, "
+        "the system GCC is 14 (Debian 13's g++, which build_deps installs); building with /usr/bin/g++-13, which "
+        "the package installs")
+    # the same host with the compilers in place reads as before
+    assert resolve(host("12.4", "14.2", "2.40", alt=("13.3",))).reasons[0] == (
+        "nvcc 12.4 accepts GCC <= 13, the system GCC is 14.2; building with the installed GCC 13.3 (/usr/bin/g++-13)")
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return run_generators("toolchain", *args)
 
@@ -216,3 +234,53 @@ def test_private_headers_fix_the_glibc_clash_and_leave_the_toolkit_alone(tmp_pat
     assert f"{private}/bin/../targets/x86_64-linux/include/crt/math_functions.h" in deps
     assert str(top) not in deps.replace(str(private), "")
     assert hashlib.sha256(header.read_bytes()).hexdigest() == before
+
+
+def test_private_include_copy_fixes_a_split_toolkit_and_leaves_its_headers_alone(tmp_path: Path) -> None:
+    """Debian's and Ubuntu's nvidia-cuda-toolkit keep the headers in /usr/include (dpkg -L nvidia-cuda-dev lists
+    them): the copy of exactly those, patched and first on nvcc's -I path, fixes the clash. Stand-in here: this
+    machine's toolkit headers as the "/usr/include" and a find(1) listing of them as dpkg's."""
+    top = nvcc_top()
+    real = top / "targets" / "x86_64-linux" / "include"
+    header = real / "crt" / "math_functions.h"
+    before = hashlib.sha256(header.read_bytes()).hexdigest()
+    listing = tmp_path / "cuda-dev.list"
+    files = sorted(str(p) for p in real.rglob("*") if p.is_file() and "cccl" not in p.parts)
+    listing.write_text("\n".join(["/.", "/usr/share/doc/nvidia-cuda-dev/copyright", str(real), *files]) + "\n")
+    private = tmp_path / "cuda-private" / "nvcc-split"
+    function = render(Templates.build_cuda_private_include)
+    script = (f'set -euo pipefail\n{function}\n'
+              f'llamafleet_private_cuda_include "{real}" "{private}" "{listing}" rsqrt rsqrtf\n')
+    first = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    assert f"private CUDA headers: {private}/include (noexcept (true) on rsqrt rsqrtf)" in first.stdout
+    again = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+    assert "reusing" in again.stdout
+    patched = (private / "include" / "crt" / "math_functions.h").read_text()
+    assert "rsqrt(double x) noexcept (true);" in patched and "rsqrtf(float x) noexcept (true);" in patched
+    assert not (private / "include" / "crt" / "math_functions.h").is_symlink()
+
+    (tmp_path / "k.cu").write_text(KERNEL)
+    (tmp_path / "sys").mkdir()
+    (tmp_path / "sys" / "glibc_rsqrt.h").write_text(GLIBC_242_DECLS)
+    base = [str(top / "bin" / "nvcc"), "-c", "-arch=sm_75", "-isystem", str(tmp_path / "sys"),
+            "--pre-include", "glibc_rsqrt.h", str(tmp_path / "k.cu"), "-o", str(tmp_path / "k.o")]
+    broken = subprocess.run(base, capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert broken.returncode != 0 and "exception specification is incompatible" in broken.stdout + broken.stderr
+    flag = ["-I", f"{private}/include"]  # what -DCMAKE_CUDA_FLAGS="-I$cuda_private/include" gives nvcc
+    fixed = subprocess.run(base[:1] + flag + base[1:], capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert fixed.returncode == 0, fixed.stderr
+    deps = subprocess.run([base[0], *flag, "-M", "-arch=sm_75", str(tmp_path / "k.cu")], capture_output=True,
+                          text=True, check=True).stdout
+    assert f"{private}/include/crt/math_functions.h" in deps and f"{real}/crt/math_functions.h" not in deps
+    assert hashlib.sha256(header.read_bytes()).hexdigest() == before
+
+
+def test_private_include_copy_fails_without_the_math_header(tmp_path: Path) -> None:
+    (tmp_path / "inc").mkdir()
+    (tmp_path / "inc" / "cuda.h").write_text("/* not the runtime */\n")
+    (tmp_path / "list").write_text(f"{tmp_path / 'inc' / 'cuda.h'}\n")
+    script = (f'set -euo pipefail\n{render(Templates.build_cuda_private_include)}\n'
+              f'llamafleet_private_cuda_include "{tmp_path / "inc"}" "{tmp_path / "p"}" "{tmp_path / "list"}" sinpi\n')
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 1 and "names no crt/math_functions.h under" in done.stderr
+    assert not (tmp_path / "p").exists()

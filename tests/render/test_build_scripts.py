@@ -23,7 +23,9 @@ from generators.plan.backends import (
     cuda_arches_from_probe,
     paths_for,
 )
+from generators.plan.builds import build_env, build_path
 from generators.plan.toolchain import resolve
+from generators.plan.toolkits import Toolkit
 from generators.render.builds import render_build, render_builds
 
 GOLDEN = Path(__file__).parent / "build_golden"
@@ -44,10 +46,15 @@ def plan(nvcc: str | None, gcc: str, glibc: str, alt: tuple[str, ...] = ()):
     )
 
 
-def cuda(arch: str, toolchain, targets=("llama-server", "llama-bench")) -> BuildTarget:
+def cuda(arch: str, toolchain, targets=("llama-server", "llama-bench"), toolkit: Toolkit | None = None) -> BuildTarget:
     return BuildTarget(
-        host="golden", backend="cuda", build=BUILD, cuda_arch=(arch,), toolchain=toolchain, targets=targets
+        host="golden", backend="cuda", build=BUILD, cuda_arch=(arch,), toolchain=toolchain, targets=targets,
+        toolkit=toolkit, env=build_env(toolkit), path=build_path(toolkit),
     )
+
+
+# Debian 13's nvidia-cuda-toolkit (data/distros.yaml): nvcc in /usr/bin, headers in /usr/include (nvidia-cuda-dev)
+DEBIAN_TOOLKIT = Toolkit("cuda", "/usr", "/usr/bin/nvcc", ("nvidia-cuda-toolkit",), headers_package="nvidia-cuda-dev")
 
 
 NATIVE_128 = plan("12.8", "13.3", "2.39")
@@ -60,6 +67,8 @@ TARGETS = {
     "cuda-89-patch": cuda("89", plan("13.1", "15.2", "2.42")),  # seed 004
     "cuda-89-alt-gcc": cuda("89", plan("13.2", "16.1", "2.43", alt=("14.3",))),  # seed 000 with gcc14 installed
     "cuda-75-bundle": cuda("75", plan("13.2", "16.1", "2.43")),  # seed 000 as it was
+    # seed 001's RTX 4090 on Debian 13 with Debian's toolkit: g++-13, and sinpi/cospi patched in a private -I copy
+    "cuda-89-debian13-split": cuda("89", plan("12.4", "14.2", "2.41", alt=("13.4",)), toolkit=DEBIAN_TOOLKIT),
     "vulkan": BuildTarget(host="golden", backend="vulkan", build=BUILD, targets=("llama-server", "llama-bench")),
     "hip-gfx1151": BuildTarget(host="golden", backend="hip", build=BUILD, gfx_targets=("gfx1151",)),  # seed 003
 }
@@ -105,6 +114,12 @@ def test_toolchain_plans_reach_the_script() -> None:
     assert 'llamafleet_private_cuda "$cuda_top" "$cuda_private" rsqrt rsqrtf' in patch
     assert '-DCMAKE_CUDA_COMPILER="$cuda_private/bin/nvcc"' in patch
     assert "CUDAHOSTCXX" not in render_build(TARGETS["cuda-89-rtx4090"], PATHS)
+    split = render_build(TARGETS["cuda-89-debian13-split"], PATHS)
+    assert "dpkg-query -L nvidia-cuda-dev >\"$cuda_headers\"" in split
+    assert 'llamafleet_private_cuda_include /usr/include "$cuda_private" "$cuda_headers" cospi cospif sinpi sinpif' in split
+    assert '-DCMAKE_CUDA_FLAGS="-I$cuda_private/include"' in split and "-DCUDAToolkit_ROOT=/usr \\" in split
+    assert "export CUDACXX=/usr/bin/nvcc" in split and "export PATH=" not in split
+    assert "llamafleet_private_cuda()" not in split and "llamafleet_private_cuda_include()" not in patch
     bundle = render_build(TARGETS["cuda-75-bundle"], PATHS)
     assert "ghcr.io/ggml-org/llama.cpp:full-cuda13-b11434" in bundle and "cmake" not in bundle
 

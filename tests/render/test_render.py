@@ -361,7 +361,8 @@ def test_a_cuda_toolchain_with_no_way_to_build_is_an_error_naming_the_host() -> 
 
 
 def test_the_old_cuda_arch_spelling_for_blackwell_is_the_backends_one() -> None:
-    host = parse_tweaked("rtx4090", {"gpus": ["rtx-5090"]})
+    # Ubuntu 24.04's own nvcc 12.0 cannot compile for Blackwell (tests/plan/test_plan_from_probe.py): NVIDIA's can
+    host = parse_tweaked("rtx4090", {"gpus": ["rtx-5090"], "llamacpp": {"cuda_repo": "nvidia"}})
     assert "-DCMAKE_CUDA_ARCHITECTURES=120a" in backend_cmake_flags(host)
 
 

@@ -95,7 +95,7 @@ CUSTOM_AMD = both(
     put("llamacpp.backend", "hip"),
 )
 TOOLCHAIN = put("llamacpp.cuda_toolchain", {"nvcc": "12.4", "gcc": "13.2", "glibc": "2.39"})
-BUNDLE = put("llamacpp.cuda_toolchain", {"gcc": "13.2", "glibc": "2.39", "driver": "550.54"})  # no nvcc: the bundle
+BUNDLE = put("llamacpp.cuda_toolchain", {"gcc": "15.2", "glibc": "2.42", "driver": "550.54"})  # no nvcc: the bundle
 SOURCE_PATH = put("llamacpp.source", {"path": "/opt/src/llama.cpp"})
 PROXY_TWO_SERVERS = put("sse_proxy", {})  # rtx3070: two servers, the proxy fronts the first chat server
 SHARED = put("servers.0.sessions", "shared")
@@ -140,7 +140,11 @@ FIELDS: dict[str, Case] = {
         put("llamacpp.cuda_toolchain.alt_gcc", ["13.3:/usr/bin/g++-13"]),
         both(TOOLCHAIN, put("llamacpp.cuda_toolchain.gcc", "15.1")),
     ),
-    "llamacpp.cuda_toolchain.driver": Case("rtx3070", put("llamacpp.cuda_toolchain.driver", "580.65"), BUNDLE),
+    # Fedora has no CUDA package: without an nvcc the bundle, whose image flavour the driver picks
+    "llamacpp.cuda_toolchain.driver": Case(
+        "rtx4060-laptop", put("llamacpp.cuda_toolchain.driver", "580.65"), both(BUNDLE, put("llamacpp.cuda_repo", "distro"))
+    ),
+    "llamacpp.cuda_repo": Case("rtx3070", put("llamacpp.cuda_repo", "nvidia")),
     "llamacpp.native": demo(put("llamacpp.native", True)),
     "llamacpp.targets": demo(put("llamacpp.targets", ["llama-server", "llama-bench"])),
     # models

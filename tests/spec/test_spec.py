@@ -89,7 +89,9 @@ def test_distro_facts_for_every_seed_distro() -> None:
     assert {"fedora-43", "fedora-44", "arch", "ubuntu-24.04"} <= keys
     for key in ("fedora-43", "fedora-44", "arch", "ubuntu-24.04"):
         facts = data.distros()[key]
-        assert facts["packages"]["build"] and facts["packages"]["vulkan"] and facts["cuda_home"].startswith("/")
+        assert facts["packages"]["build"] and facts["packages"]["vulkan"] and facts["rocm_path"].startswith("/")
+        sources = [s for s in facts["cuda"].values() if s is not None]  # each seed distro has a CUDA toolkit
+        assert sources and all(s["packages"] for s in sources)
 
 
 def test_distro_version_may_be_written_as_a_number() -> None:

@@ -28,7 +28,8 @@ GOLDEN = ROOT / "tests" / "render" / "golden"
 BAD_HOSTS = ROOT / "tests" / "render" / "bad_hosts"
 SEED_HOSTS = ("t1200-laptop", "rtx4090", "rtx3070", "strix-halo", "rtx4060-laptop")
 OLLAMA_HOSTS = ("rtx3070-ollama", "strix-halo-ollama")
-EXAMPLE_HOSTS = SEED_HOSTS + OLLAMA_HOSTS
+VARIANT_HOSTS = ("rtx4090-debian13",)  # not seeds: a seed's host on another distro
+EXAMPLE_HOSTS = SEED_HOSTS + OLLAMA_HOSTS + VARIANT_HOSTS
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 
 

@@ -20,9 +20,9 @@ from generators.inventory import host_vars
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "inventories" / "example"
-EXAMPLE_HOSTS = sorted(yaml.safe_load((EXAMPLE / "hosts.yml").read_text())["all"]["children"]["workstations"]["hosts"]
-                       ) + sorted(yaml.safe_load((EXAMPLE / "hosts.yml").read_text())["all"]["children"]
-                                  ["ollama_workstations"]["hosts"])
+_GROUPS = yaml.safe_load((EXAMPLE / "hosts.yml").read_text())["all"]["children"]
+EXAMPLE_HOSTS = [h for group in ("workstations", "ollama_workstations", "variant_workstations")
+                 for h in sorted(_GROUPS[group]["hosts"])]
 SEED_HOSTS = ("t1200-laptop", "rtx4090", "rtx3070", "strix-halo", "rtx4060-laptop")
 
 
@@ -45,8 +45,8 @@ def _plan(inventory: Path, host: str):  # type: ignore[no-untyped-def]
     return plan_hostvars(host, host_vars(str(inventory), host))
 
 
-def test_all_seven_example_hosts_are_listed() -> None:
-    assert len(EXAMPLE_HOSTS) == 7 and set(SEED_HOSTS) <= set(EXAMPLE_HOSTS)
+def test_all_eight_example_hosts_are_listed() -> None:
+    assert len(EXAMPLE_HOSTS) == 8 and set(SEED_HOSTS) <= set(EXAMPLE_HOSTS)
 
 
 @pytest.mark.parametrize("host", EXAMPLE_HOSTS)

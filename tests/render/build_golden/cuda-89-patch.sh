@@ -30,12 +30,27 @@ need cmake "install cmake"
 need ccache "install ccache (rebuilds of a new version reuse the objects of the last)"
 need nvcc "install the CUDA toolkit (or let llamafleet extract the official CUDA bundle)"
 echo "CUDA toolchain plan: patch"
+# llamafleet_noexcept HEADER FUNCTION...
+# Adds `noexcept (true)` to the named math functions' declarations in HEADER (a private copy of
+# crt/math_functions.h); fails when one is not declared there, patched or not.
+llamafleet_noexcept() {
+  local header=$1 fn
+  shift
+  for fn in "$@"; do
+    sed -E -i "s/^(extern __DEVICE_FUNCTIONS_DECL__ __device_builtin__ +(float|double) +$fn\((float|double) x\));/\1 noexcept (true);/" "$header"
+    if ! grep -Eq "__device_builtin__ +(float|double) +$fn\((float|double) x\) +[^;]+;" "$header"; then
+      echo "llamafleet: $header: no declaration of $fn to patch" >&2
+      return 1
+    fi
+  done
+}
+
 # llamafleet_private_cuda REAL_TOP PRIVATE_TOP FUNCTION...
 # Makes PRIVATE_TOP a toolkit that is REAL_TOP except for a private copy of the headers, in which the named
 # math functions of crt/math_functions.h get `noexcept (true)` (llama.cpp docs/build.md's fix for newer glibc).
 # Everything else is a symlink into REAL_TOP; REAL_TOP itself is only read. Reused when already complete.
 llamafleet_private_cuda() {
-  local real private tmp name entry triple fn header
+  local real private tmp name entry triple
   real=$(cd "$1" && pwd -P)
   private=$2
   shift 2
@@ -71,14 +86,7 @@ llamafleet_private_cuda() {
     cp -rL "$real/include" "$tmp/include"
     chmod -R u+w "$tmp/include"
   fi
-  header=$(readlink -f "$tmp/include")/crt/math_functions.h
-  for fn in "$@"; do
-    sed -E -i "s/^(extern __DEVICE_FUNCTIONS_DECL__ __device_builtin__ +(float|double) +$fn\((float|double) x\));/\1 noexcept (true);/" "$header"
-    if ! grep -Eq "__device_builtin__ +(float|double) +$fn\((float|double) x\) +[^;]+;" "$header"; then
-      echo "llamafleet: $header: no declaration of $fn to patch" >&2
-      return 1
-    fi
-  done
+  llamafleet_noexcept "$(readlink -f "$tmp/include")/crt/math_functions.h" "$@" || return 1
   touch "$tmp/.llamafleet-complete"
   rm -rf "$private"
   mkdir -p "$(dirname "$private")"

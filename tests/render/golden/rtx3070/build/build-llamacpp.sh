@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Managed by llamafleet: edits here are overwritten; change the inventory and re-run the playbook.
 # Builds llama.cpp b11434 for the cuda backend into /opt/llamafleet/llama.cpp/b11434-cuda.
-# CUDA for compute capability 86. Toolchain plan: native
-#   because the host description has no llamacpp.cuda_toolchain: building with the distro's nvcc and the system GCC (put the versions build-probe-toolchain.sh prints there to have the plan chosen and checked)
+# CUDA for compute capability 86. Toolchain plan: alt-gcc
+#   because no host probe yet: planned for Ubuntu 24.04's GCC 13 and glibc 2.39 (generators/data/distros.yaml); a run plans again from what the host reports
+#   because nvcc 12.0 from Ubuntu 24.04's nvidia-cuda-toolkit (multiverse), installed by build_deps; it accepts GCC <= 12, the system GCC is 13; building with /usr/bin/g++-12, which the package installs
+#   because glibc 2.39 has no declaration that clashes with nvcc 12.0's headers
 # Backends live side by side: each has its own build dir and versioned prefix; ccache is shared.
 # The running build is never touched: the new one is staged beside the prefix, checked (--version, ldd),
 # and only then moved into place. Switching `current` is the role's job, after the device check.
@@ -16,9 +18,8 @@ jobs="${LLAMAFLEET_BUILD_JOBS:-$(nproc)}"
 export CCACHE_DIR=/var/cache/llamafleet/ccache
 export CCACHE_BASEDIR="$src"
 export CCACHE_NOHASHDIR=1
-export CUDA_HOME=/usr/local/cuda
-export CUDACXX=/usr/local/cuda/bin/nvcc
-export PATH=/usr/local/cuda/bin:"$PATH"
+export CUDA_HOME=/usr
+export CUDACXX=/usr/bin/nvcc
 
 if [[ -x "$prefix/bin/llama-server" ]]; then
   echo "b11434-cuda is already installed in $prefix"
@@ -31,7 +32,9 @@ need() {
 need cmake "install cmake"
 need ccache "install ccache (rebuilds of a new version reuse the objects of the last)"
 need nvcc "install the CUDA toolkit (or let llamafleet extract the official CUDA bundle)"
-echo "CUDA toolchain plan: native"
+echo "CUDA toolchain plan: alt-gcc"
+need /usr/bin/g++-12 "the plan builds with /usr/bin/g++-12: install that GCC"
+export CUDAHOSTCXX=/usr/bin/g++-12
 
 cmake -S "$src" -B "$build_dir" \
   -DCMAKE_BUILD_TYPE=Release \
@@ -45,6 +48,8 @@ cmake -S "$src" -B "$build_dir" \
   -DGGML_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES=86 \
   -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache \
+  -DCUDAToolkit_ROOT=/usr \
+  -DCMAKE_CUDA_HOST_COMPILER=/usr/bin/g++-12 \
   -DLLAMA_BUILD_NUMBER=11434
 
 cmake --build "$build_dir" --parallel "$jobs" --target llama-server

@@ -2,7 +2,9 @@
 # Managed by llamafleet: edits here are overwritten; change the inventory and re-run the playbook.
 # Builds llama.cpp b11434 for the cuda backend into /opt/llamafleet/llama.cpp/b11434-cuda.
 # CUDA for compute capability 89. Toolchain plan: native
-#   because the host description has no llamacpp.cuda_toolchain: building with the distro's nvcc and the system GCC (put the versions build-probe-toolchain.sh prints there to have the plan chosen and checked)
+#   because no host probe yet: planned for Ubuntu 24.04's GCC 13 and glibc 2.39 (generators/data/distros.yaml); a run plans again from what the host reports
+#   because nvcc 13.2 from NVIDIA's repository (cuda-toolkit), installed by build_deps; it accepts the system GCC 13 (GCC <= 15)
+#   because glibc 2.39 has no declaration that clashes with nvcc 13.2's headers
 # Backends live side by side: each has its own build dir and versioned prefix; ccache is shared.
 # The running build is never touched: the new one is staged beside the prefix, checked (--version, ldd),
 # and only then moved into place. Switching `current` is the role's job, after the device check.
@@ -45,6 +47,7 @@ cmake -S "$src" -B "$build_dir" \
   -DGGML_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES=89 \
   -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache \
+  -DCUDAToolkit_ROOT=/usr/local/cuda \
   -DLLAMA_BUILD_NUMBER=11434
 
 cmake --build "$build_dir" --parallel "$jobs" --target llama-server

@@ -391,7 +391,6 @@ def server_sweep(plan: HostPlan, server: ServerPlan, build_index: int, cores: in
         configs.append(c)
     ctx = server.server.ctx if isinstance(server.server.ctx, int) else (facts.n_ctx_train if facts else 4096)
     slots = 1 if server.server.parallel == "auto" or server.server.sessions == "shared" else int(server.server.parallel)
-    parallel = server.server.parallel if isinstance(server.server.parallel, int) else 1  # shared sessions: -np auto
     batched = "llama-batched-bench" in plan.llamacpp.spec.targets
     depth = min(ctx // max(1, slots) // 2, depth_cap)
     depths = (0, depth) if depth > 0 else (0,)
@@ -405,7 +404,7 @@ def server_sweep(plan: HostPlan, server: ServerPlan, build_index: int, cores: in
         unchecked="" if checkable else ("no model facts offline" if facts is None else "host RAM not known"),
         active_bytes=active_bytes(facts) if facts is not None else max(size, 1),
         bw_gbs=bandwidth_gbs(plan, server, backend, measured_gbs),
-        slots=slot_counts(parallel) if batched else (), env=tuple(bench_env(server).items()),
+        slots=slot_counts(slots) if batched else (), env=tuple(bench_env(server).items()),
     )
     return _estimated(sweep)
 
